@@ -1,0 +1,261 @@
+"""The ``rill`` command line: parse, wire, call one function, map the outcome to an exit code.
+
+``rill [OPTIONS] [PROMPT]...`` is the ``ask`` command; ``RillGroup`` routes every command line
+whose first word is not a subcommand to it, so ``rill "hi"`` and ``rill ask "hi"`` are the same
+and ``rill -- history of rome`` sends "history of rome". Heavy modules (history commands, rich,
+markdown) are imported inside the commands that need them, never for a plain piped prompt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from rill import __version__
+from rill.errors import ExitCode, RillError
+from rill.render import OutputFormat
+
+SUBCOMMAND_HELP = (
+    "Commands: rill ask PROMPT (same as rill PROMPT) · rill history list|show|rm|export|search · "
+    "rill usage · rill batch · rill models · rill config path|show|get|set · rill templates. "
+    "Run rill COMMAND --help for each."
+)
+#: Options that belong to the command group itself rather than to the prompt.
+GROUP_OPTIONS = frozenset({"--install-completion", "--show-completion"})
+
+
+class RillGroup(TyperGroup):
+    """A group whose default command is ``ask``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] == "ask":
+            return super().parse_args(ctx, ["ask", *_pair_params(args[1:])])
+        if args and (args[0] in self.commands or args[0] in GROUP_OPTIONS):
+            return super().parse_args(ctx, args)
+        if not args and ctx.resilient_parsing:  # completing the first word: offer commands
+            return super().parse_args(ctx, args)
+        return super().parse_args(ctx, ["ask", *_pair_params(args)])
+
+
+def _pair_params(args: list[str]) -> list[str]:
+    """``-p KEY VALUE`` → ``--param KEY=VALUE`` (a two-value option that may repeat).
+
+    ``-p KEY=VALUE`` is accepted as it is. Nothing after ``--`` is touched.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg in ("-p", "--param") and i + 1 < len(args):
+            key = args[i + 1]
+            if "=" in key or i + 2 >= len(args):
+                out += ["--param", key]
+                i += 2
+            else:
+                out += ["--param", f"{key}={args[i + 2]}"]
+                i += 3
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+app = typer.Typer(
+    cls=RillGroup,
+    name="rill",
+    help="Stream LLM completions from OpenRouter or any OpenAI-compatible server.",
+    epilog=SUBCOMMAND_HELP,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def err(message: str, secret: str | None = None) -> None:
+    """One line on stderr, prefixed with the program name, never carrying the key."""
+    from rill.protocol import redact
+
+    text = redact(message, secret or os.environ.get("OPENROUTER_API_KEY"))
+    sys.stderr.write(f"rill: {text}\n")
+    sys.stderr.flush()
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"rill {__version__}\n")
+        raise typer.Exit()
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY VALUE, got {item!r}", param_hint="--param")
+        params[key] = value
+    return params
+
+
+def _read_stdin(words: list[str]) -> str | None:
+    stdin = sys.stdin
+    if stdin is None:
+        return None
+    try:
+        if stdin.isatty() and words != ["-"]:
+            return None
+    except ValueError:  # closed
+        return None
+    data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+    return data.decode("utf-8", errors="replace") if data else None
+
+
+@app.command(
+    "ask",
+    help="Send PROMPT (words, and stdin when it is not a terminal) and stream the answer.",
+    epilog=SUBCOMMAND_HELP,
+)
+def ask(
+    ctx: typer.Context,
+    prompt: Annotated[
+        list[str] | None,
+        typer.Argument(help="Prompt words, joined with spaces; '-' reads stdin only."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model ID or alias.")] = None,
+    system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.text,
+    continue_: Annotated[
+        bool, typer.Option("--continue", "-c", help="Continue the most recent chat.")
+    ] = False,
+    chat: Annotated[
+        str | None, typer.Option("--chat", help="Continue this chat (ID or unique prefix).")
+    ] = None,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Write nothing under the data folder.")
+    ] = False,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Sampling temperature.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Maximum tokens to generate.", min=1)
+    ] = None,
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option("--reasoning-effort", help="Reasoning effort: low, medium or high."),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option", "-o", help="Extra request field KEY=VALUE (JSON when it parses; @file)."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="OpenAI-compatible API base URL.")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Idle timeout in seconds (0: none).", min=0),
+    ] = None,
+    connect_timeout: Annotated[
+        float | None, typer.Option("--connect-timeout", help="Connect timeout in seconds.", min=0)
+    ] = None,
+    first_token_timeout: Annotated[
+        float | None,
+        typer.Option("--first-token-timeout", help="Limit on the wait for the first token.", min=0),
+    ] = None,
+    total_timeout: Annotated[
+        float | None, typer.Option("--total-timeout", help="Limit on the whole run.", min=0)
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option("--retries", help="Retries before the answer starts.", min=0)
+    ] = None,
+    stats: Annotated[
+        bool | None, typer.Option("--stats", help="Print a timing/usage line on stderr.")
+    ] = None,
+    color: Annotated[
+        str | None, typer.Option("--color", help="Colour: auto, always or never.")
+    ] = None,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Ask for the whole answer at once.")
+    ] = False,
+    template: Annotated[
+        str | None, typer.Option("--template", "-t", help="Use templates/NAME.toml.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Template parameter: -p KEY VALUE (or KEY=VALUE)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show internal details on errors.")] = False,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    from rill.run import PromptArgs, run_prompt
+
+    if color is not None and color not in ("auto", "always", "never"):
+        raise typer.BadParameter("must be auto, always or never", param_hint="--color")
+    if reasoning_effort is not None and reasoning_effort not in ("low", "medium", "high"):
+        raise typer.BadParameter("must be low, medium or high", param_hint="--reasoning-effort")
+    words = list(prompt or [])
+    args = PromptArgs(
+        words=words,
+        stdin_text=_read_stdin(words),
+        flags={
+            "model": model,
+            "system": system,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "base_url": base_url,
+            "timeout": timeout,
+            "connect_timeout": connect_timeout,
+            "first_token_timeout": first_token_timeout,
+            "total_timeout": total_timeout,
+            "retries": retries,
+            "stats": stats,
+            "color": color,
+        },
+        fmt=fmt,
+        continue_chat=continue_,
+        chat=chat,
+        no_history=no_history,
+        reasoning_effort=reasoning_effort,
+        options=list(option or []),
+        stream=not no_stream,
+        template=template,
+        params=_params(param or []),
+        dry_run=dry_run,
+        debug=debug,
+        transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
+    )
+    raise typer.Exit(run_prompt(args))
+
+
+def main() -> None:
+    """Entry point of the ``rill`` command and ``python -m rill``."""
+    debug = "--debug" in sys.argv or bool(os.environ.get("RILL_DEBUG"))
+    try:
+        app(prog_name="rill")
+    except RillError as exc:
+        err(exc.message)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, shown briefly
+        if debug:
+            raise
+        err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        sys.exit(int(ExitCode.INTERNAL))
+

@@ -1,0 +1,203 @@
+"""HTTP for chat completions: open a response (with retries), then hand out its bytes.
+
+``ChatClient.open(request)`` is a context manager yielding an open ``httpx.Response`` whose status
+was 200; any other status becomes a typed ``APIError`` carrying the upstream's own message. Retries
+(jittered exponential backoff honouring ``Retry-After``) happen only here, before a single byte
+of the answer exists: for connect errors and statuses 408, 429, 502, 503. ``reads(response)``
+yields the body as it arrives, one network read at a time, translating transport failures into
+rill's errors. The response is always closed on the way out, so Ctrl-C, a closed stdout or an
+exception drop the connection at once — which is what stops generation (and billing) upstream.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from rill.errors import (
+    APIError,
+    NetworkError,
+    StreamError,
+    TimeoutError_,
+    error_for_status,
+)
+from rill.protocol import Request, build_headers, build_payload, parse_error_body
+from rill.settings import Settings
+
+RETRY_STATUSES = frozenset({408, 429, 502, 503})
+BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
+BACKOFF_CAP = 30.0
+#: A Retry-After longer than this is not waited out: the user is told instead.
+RETRY_AFTER_LIMIT = 60.0
+MAX_ERROR_BODY = 1 << 20
+
+
+def make_http_client(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.timeout,
+        write=30.0,
+        pool=settings.connect_timeout,
+    )
+    # A TLS context (and its certificate store) is only built when the base URL needs one: it
+    # costs a tenth of a second, which is most of rill's start-up against a local server.
+    verify: bool = urlsplit(settings.base_url).scheme == "https"
+    return httpx.Client(timeout=timeout, transport=transport, verify=verify, trust_env=verify)
+
+
+class ChatClient:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.Client,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.http = http
+        self.sleep = sleep
+        self.on_retry = on_retry or (lambda _msg: None)
+        self.url = f"{settings.base_url}/chat/completions"
+
+    def payload(self, request: Request) -> dict[str, Any]:
+        return build_payload(request, openrouter=self.settings.openrouter)
+
+    def headers(self, request: Request) -> dict[str, str]:
+        return build_headers(self.settings, stream=request.stream)
+
+    @contextmanager
+    def open(self, request: Request) -> Iterator[httpx.Response]:
+        response = self._send_with_retries(request)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _send_with_retries(self, request: Request) -> httpx.Response:
+        payload = self.payload(request)
+        headers = self.headers(request)
+        attempt = 0
+        while True:
+            try:
+                response = self._send(payload, headers)
+            except NetworkError as exc:
+                if attempt >= self.settings.retries or isinstance(exc, TimeoutError_):
+                    raise
+                self._wait(attempt, None, str(exc))
+                attempt += 1
+                continue
+            if response.status_code == 200:
+                return response
+            error = self._error_from(response)
+            if (
+                error.status == 400
+                and "stream_options" in payload
+                and "stream_options" in json.dumps(error.body)
+            ):
+                # Some OpenAI-compatible servers reject stream_options: ask again without it.
+                payload = {k: v for k, v in payload.items() if k != "stream_options"}
+                continue
+            retryable = error.status in RETRY_STATUSES and attempt < self.settings.retries
+            if not retryable or (error.retry_after or 0) > RETRY_AFTER_LIMIT:
+                raise error
+            self._wait(attempt, error.retry_after, error.message)
+            attempt += 1
+
+    def _send(self, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        host = urlsplit(self.url).hostname
+        try:
+            req = self.http.build_request("POST", self.url, json=payload, headers=headers)
+            return self.http.send(req, stream=True)
+        except httpx.ConnectTimeout:
+            raise TimeoutError_(
+                f"cannot connect to {host}: timed out after {self.settings.connect_timeout:g} s"
+            ) from None
+        except httpx.TimeoutException:
+            raise TimeoutError_(
+                f"no response from {host} within {self.settings.timeout:g} s (idle timeout)"
+            ) from None
+        except httpx.ConnectError as exc:
+            raise NetworkError(f"cannot connect to {host}: {_reason(exc)}") from None
+        except (httpx.TransportError, OSError) as exc:
+            raise NetworkError(f"request to {host} failed: {_reason(exc)}") from None
+
+    def _error_from(self, response: httpx.Response) -> APIError:
+        try:
+            body = b""
+            for piece in response.iter_bytes():
+                body += piece
+                if len(body) > MAX_ERROR_BODY:
+                    break
+        except httpx.HTTPError:
+            pass
+        finally:
+            response.close()
+        text = body.decode("utf-8", errors="replace")
+        code, message, decoded = parse_error_body(response.status_code, text)
+        return error_for_status(
+            response.status_code,
+            message,
+            code=code,
+            body=decoded,
+            retry_after=_retry_after(response.headers.get("retry-after")),
+        )
+
+    def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5)
+        self.on_retry(f"retrying in {delay:.1f} s ({why})")
+        self.sleep(delay)
+
+
+def reads(response: httpx.Response, idle_timeout: float | None) -> Iterator[bytes]:
+    """The body's bytes as they arrive, one network read at a time."""
+    if response.is_stream_consumed:  # already read (a test transport with a fixed body)
+        yield response.content
+        return
+    try:
+        yield from response.iter_raw()
+    except httpx.ReadTimeout:
+        raise TimeoutError_(
+            f"the stream went silent for {idle_timeout:g} s (idle timeout)"
+        ) from None
+    except httpx.RemoteProtocolError:
+        raise StreamError(
+            "the connection closed before the answer was complete", status=200, code="truncated"
+        ) from None
+    except (httpx.TransportError, OSError) as exc:
+        raise StreamError(
+            f"the connection failed mid-stream: {_reason(exc)}", status=200, code="network"
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    # httpx wraps OSErrors as "[Errno 111] Connection refused": keep the words.
+    if "] " in text and text.startswith("["):
+        text = text.split("] ", 1)[1]
+    return " ".join(text.split())
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

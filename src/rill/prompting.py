@@ -1,0 +1,149 @@
+"""Turn what the user typed into a request: prompt text, templates, ``-o`` fields, messages.
+
+Pure functions; the CLI reads stdin and files, this module only combines what it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rill.errors import UsageError
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+
+
+def join_prompt(words: list[str], stdin_text: str | None) -> str:
+    """Prompt words first, then a blank line, then stdin; ``-`` alone means stdin only."""
+    if words == ["-"]:
+        words = []
+    parts = []
+    if words:
+        parts.append(" ".join(words))
+    if stdin_text:
+        parts.append(stdin_text)
+    return "\n\n".join(parts)
+
+
+def parse_option(item: str, *, base_dir: Path | None = None) -> tuple[list[str], Any]:
+    """``KEY=VALUE`` → (key path, value). VALUE is JSON when it parses; ``@file`` reads a file.
+
+    A dotted key sets a nested field: ``-o provider.order='["openai"]'``.
+    """
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UsageError(f"-o expects KEY=VALUE, got {item!r}")
+    parsed: Any
+    if value.startswith("@") and len(value) > 1:
+        path = Path(value[1:]).expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"-o {key}: cannot read {path}: {exc.strerror}") from None
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+    else:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+    return key.split("."), parsed
+
+
+def merge_options(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        path, value = parse_option(item)
+        target = out
+        for part in path[:-1]:
+            nxt = target.get(part)
+            if not isinstance(nxt, dict):
+                nxt = target[part] = {}
+            target = nxt
+        target[path[-1]] = value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    name: str
+    system: str | None = None
+    prompt: str | None = None
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def placeholders(self) -> list[str]:
+        seen: list[str] = []
+        for text in (self.system or "", self.prompt or ""):
+            for name in _PLACEHOLDER.findall(text):
+                if name not in seen:
+                    seen.append(name)
+        return seen
+
+
+def template_path(templates_dir: Path, name: str) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"invalid template name {name!r}")
+    return templates_dir / f"{name}.toml"
+
+
+def load_template(templates_dir: Path, name: str) -> Template:
+    path = template_path(templates_dir, name)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no template named {name!r} (looked for {path})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read template {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"template {path} is not valid TOML: {exc}") from None
+    options = data.get("options", {})
+    for key in ("system", "prompt", "model"):
+        if key in data and not isinstance(data[key], str):
+            raise UsageError(f"template {path}: {key} must be a string")
+    if not isinstance(options, dict):
+        raise UsageError(f"template {path}: options must be a table")
+    return Template(name, data.get("system"), data.get("prompt"), data.get("model"), options)
+
+
+def fill(text: str, params: dict[str, str]) -> str:
+    """Replace ``{{name}}`` placeholders; a placeholder without a value is a usage error."""
+    missing = [n for n in _PLACEHOLDER.findall(text) if n not in params]
+    if missing:
+        names = ", ".join(dict.fromkeys(missing))
+        raise UsageError(f"template placeholder without a value: {names} (give it with -p NAME VALUE)")
+    return _PLACEHOLDER.sub(lambda m: params[m.group(1)], text)
+
+
+def apply_template(template: Template, params: dict[str, str], user_text: str) -> tuple[str | None, str]:
+    """(system, prompt) from a template: its prompt, then the user's text after a blank line."""
+    system = fill(template.system, params) if template.system else None
+    prompt = fill(template.prompt, params) if template.prompt else ""
+    if user_text:
+        prompt = f"{prompt}\n\n{user_text}" if prompt else user_text
+    return system, prompt
+
+
+def build_messages(
+    prompt: str, system: str | None, history: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(messages to send, messages this turn adds). A new system prompt replaces an older one."""
+    earlier = list(history or [])
+    if system is not None:
+        earlier = [m for m in earlier if m.get("role") != "system"]
+    turn: list[dict[str, Any]] = []
+    if system:
+        turn.append({"role": "system", "content": system})
+    turn.append({"role": "user", "content": prompt})
+    if system:
+        return [turn[0], *earlier, turn[1]], turn
+    return [*earlier, *turn], turn

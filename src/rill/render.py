@@ -1,0 +1,241 @@
+"""Output formats: one strategy object per ``--format``, chosen once by ``make_renderer``.
+
+The session calls ``start`` once the upstream accepted the request, ``deltas`` once per network
+read (with that read's raw bytes and the deltas decoded from it) and ``finish`` with the terminal
+event. Each call writes and flushes at most once, so nothing waits for the next read. Everything
+here writes bytes to a binary stream: no rich, no re-wrapping, byte-exact in a pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from typing import Any, BinaryIO, Protocol
+
+from rill.events import Chunk, Delta, Done, Error, Reasoning, Start, Terminal, ToolCall
+from rill.transcript import Transcript
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    sse = "sse"
+    jsonl = "jsonl"
+    json = "json"
+    openai = "openai"
+    raw = "raw"
+
+
+class Renderer(Protocol):
+    def start(self, event: Start, transcript: Transcript) -> None: ...
+
+    def deltas(self, raw: bytes, deltas: list[Delta]) -> None: ...
+
+    def finish(self, event: Terminal) -> None: ...
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class TextRenderer:
+    """Only the assistant's content, byte-exact; on a terminal, a final newline if missing."""
+
+    def __init__(self, out: BinaryIO, *, tty: bool = False) -> None:
+        self.out = out
+        self.tty = tty
+        self.last = ""
+
+    def start(self, event: Start, transcript: Transcript) -> None:
+        pass
+
+    def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
+        text = "".join([d.content for d in deltas if type(d) is Chunk])
+        if text:
+            self.out.write(text.encode("utf-8", "surrogateescape"))
+            self.out.flush()
+            self.last = text[-1]
+
+    def finish(self, event: Terminal) -> None:
+        if self.tty and self.last and self.last != "\n":
+            self.out.write(b"\n")
+            self.out.flush()
+
+
+class RawRenderer:
+    """The upstream's bytes exactly as received, keep-alive comments included."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def start(self, event: Start, transcript: Transcript) -> None:
+        pass
+
+    def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
+        if raw:
+            self.out.write(raw)
+            self.out.flush()
+
+    def finish(self, event: Terminal) -> None:
+        pass
+
+
+class _EventStreamRenderer:
+    """Shared by ``sse`` and ``jsonl``: one encoded record per event, one write per read."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def encode(self, name: str, data: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def _write(self, records: list[str]) -> None:
+        if records:
+            self.out.write("".join(records).encode("utf-8", "surrogateescape"))
+            self.out.flush()
+
+    def start(self, event: Start, transcript: Transcript) -> None:
+        self._write([self.encode(event.NAME, event.as_dict())])
+
+    def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
+        self._write([self.encode(d.NAME, d.as_dict()) for d in deltas])
+
+    def finish(self, event: Terminal) -> None:
+        self._write([self.encode(event.NAME, event.as_dict())])
+
+
+class SSERenderer(_EventStreamRenderer):
+    def encode(self, name: str, data: dict[str, Any]) -> str:
+        return f"event: {name}\ndata: {_dumps(data)}\n\n"
+
+
+class JSONLRenderer(_EventStreamRenderer):
+    def encode(self, name: str, data: dict[str, Any]) -> str:
+        return _dumps({"event": name, **data}) + "\n"
+
+
+class JSONRenderer:
+    """Only the terminal event's object, once, at the end."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def start(self, event: Start, transcript: Transcript) -> None:
+        pass
+
+    def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
+        pass
+
+    def finish(self, event: Terminal) -> None:
+        text = json.dumps(event.as_dict(), ensure_ascii=False, indent=2) + "\n"
+        self.out.write(text.encode("utf-8", "surrogateescape"))
+        self.out.flush()
+
+
+class OpenAIRenderer:
+    """OpenAI-compatible ``chat.completion.chunk`` SSE, ending in ``data: [DONE]``."""
+
+    def __init__(self, out: BinaryIO, *, clock: Any = time.time) -> None:
+        self.out = out
+        self.created = int(clock())
+        self.transcript: Transcript | None = None
+        self.model: str | None = None
+        self.sent_role = False
+
+    def start(self, event: Start, transcript: Transcript) -> None:
+        self.transcript = transcript
+        self.model = event.model
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        t = self.transcript
+        return {
+            "id": (t.id if t else None) or "chatcmpl-rill",
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": (t.model if t else None) or self.model or "unknown",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+
+    def _write(self, objs: list[Any]) -> None:
+        if objs:
+            text = "".join(f"data: {o if isinstance(o, str) else _dumps(o)}\n\n" for o in objs)
+            self.out.write(text.encode("utf-8", "surrogateescape"))
+            self.out.flush()
+
+    def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
+        objs = []
+        for d in deltas:
+            delta: dict[str, Any]
+            if type(d) is Chunk:
+                delta = {"content": d.content}
+            elif type(d) is Reasoning:
+                delta = {"content": "", "reasoning": d.content}
+            elif type(d) is ToolCall:
+                call: dict[str, Any] = {"index": d.index}
+                if d.id:
+                    call["id"] = d.id
+                    call["type"] = "function"
+                function = {"arguments": d.arguments}
+                if d.name:
+                    function["name"] = d.name
+                call["function"] = function
+                delta = {"tool_calls": [call]}
+            else:
+                continue
+            if not self.sent_role:
+                delta = {"role": "assistant", **delta}
+                self.sent_role = True
+            objs.append(self._chunk(delta))
+        self._write(objs)
+
+    def finish(self, event: Terminal) -> None:
+        objs: list[Any] = []
+        if isinstance(event, Done):
+            objs.append(self._chunk({}, event.finish_reason))
+            if event.usage is not None:
+                usage_chunk = self._chunk({})
+                usage_chunk["choices"] = []
+                usage_chunk["usage"] = _openai_usage(event.usage)
+                objs.append(usage_chunk)
+        elif isinstance(event, Error):
+            objs.append(
+                {
+                    "error": {
+                        "message": event.message,
+                        "type": "upstream_error",
+                        "code": event.code,
+                        "status": event.status,
+                    }
+                }
+            )
+        objs.append("[DONE]")
+        self._write(objs)
+
+
+def _openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.get("prompt_tokens", 0),
+        "completion_tokens": usage.get("completion_tokens", 0),
+        "total_tokens": usage.get("total_tokens", 0),
+    }
+    if "cost" in usage:
+        out["cost"] = usage["cost"]
+    if "cached_tokens" in usage:
+        out["prompt_tokens_details"] = {"cached_tokens": usage["cached_tokens"]}
+    if "reasoning_tokens" in usage:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage["reasoning_tokens"]}
+    return out
+
+
+def make_renderer(fmt: OutputFormat, out: BinaryIO, *, tty: bool = False) -> Renderer:
+    if fmt is OutputFormat.text:
+        return TextRenderer(out, tty=tty)
+    if fmt is OutputFormat.sse:
+        return SSERenderer(out)
+    if fmt is OutputFormat.jsonl:
+        return JSONLRenderer(out)
+    if fmt is OutputFormat.json:
+        return JSONRenderer(out)
+    if fmt is OutputFormat.openai:
+        return OpenAIRenderer(out)
+    return RawRenderer(out)

@@ -1,0 +1,215 @@
+"""Wire one prompt run: settings → request → client, renderer, history → session → exit code.
+
+Kept apart from ``cli.py`` so the Typer command stays a parameter list, and apart from
+``session.py`` so the streaming loop knows nothing of flags, files or stderr wording.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from rill.errors import Cancelled, ExitCode, UsageError
+from rill.render import OutputFormat
+
+NO_PROMPT = "no prompt: give words, '-' for stdin, or pipe text in (try rill --help)"
+
+
+@dataclass
+class PromptArgs:
+    words: list[str]
+    stdin_text: str | None
+    flags: dict[str, Any]
+    fmt: OutputFormat = OutputFormat.text
+    continue_chat: bool = False
+    chat: str | None = None
+    no_history: bool = False
+    reasoning_effort: str | None = None
+    options: list[str] = field(default_factory=list)
+    stream: bool = True
+    template: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    dry_run: bool = False
+    debug: bool = False
+    transport: Any = None
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def run_prompt(args: PromptArgs) -> int:
+    from rill.client import ChatClient, make_http_client
+    from rill.prompting import (
+        apply_template,
+        build_messages,
+        join_prompt,
+        load_template,
+        merge_options,
+    )
+    from rill.protocol import Request, redact
+    from rill.settings import resolve_paths, resolve_settings
+
+    def warn(message: str) -> None:
+        _stderr(f"rill: {message}")
+
+    user_text = join_prompt(args.words, args.stdin_text)
+    flags = dict(args.flags)
+    system = flags.get("system")
+    extra: dict[str, Any] = {}
+    if args.template:
+        template = load_template(resolve_paths().templates_dir, args.template)
+        template_system, user_text = apply_template(template, args.params, user_text)
+        flags["model"] = flags.get("model") or template.model
+        system = system if system is not None else template_system
+        extra.update(template.options)
+    if not user_text.strip():
+        raise UsageError(NO_PROMPT)
+    settings = resolve_settings(flags, warn=warn)
+    settings.check_transport()
+    if system is None:
+        system = settings.system
+    extra.update(merge_options(args.options))
+
+    recording = settings.history and not args.no_history and not args.dry_run
+    store = None
+    if recording or args.continue_chat or args.chat:
+        from rill.history import HistoryStore
+
+        store = HistoryStore(settings.paths.history_dir, settings.history_format, warn=warn)  # type: ignore[arg-type]
+    chat_id = None
+    earlier: list[dict[str, Any]] = []
+    if store is not None and (args.continue_chat or args.chat):
+        chat_id = store.resolve(args.chat or "last")
+        earlier = store.conversation(chat_id)
+    messages, turn = build_messages(user_text, system, earlier)
+    request = Request(
+        messages=messages,
+        model=settings.model,
+        stream=args.stream,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+        reasoning_effort=args.reasoning_effort,
+        extra=extra,
+    )
+    if args.dry_run:
+        return _print_dry_run(settings, request)
+
+    http = make_http_client(settings, args.transport)
+    client = ChatClient(settings, http, on_retry=warn)
+    return _stream(args, settings, client, request, store if recording else None, chat_id, turn, redact)
+
+
+def _stream(
+    args: PromptArgs,
+    settings: Any,
+    client: Any,
+    request: Any,
+    store: Any,
+    chat_id: str | None,
+    turn: list[dict[str, Any]],
+    redact: Any,
+) -> int:
+    from rill.render import make_renderer
+    from rill.session import NullRecorder, run_chat
+
+    def begin() -> Any:
+        if store is None:
+            return NullRecorder()
+        from rill.history import ExchangeStart
+
+        return store.begin(
+            ExchangeStart(
+                chat_id=chat_id,
+                messages=turn,
+                requested_model=request.model,
+                request=request.options(),
+                base_url=settings.base_url,
+            )
+        )
+
+    out = sys.stdout.buffer
+    tty = _isatty(sys.stdout)
+    renderer = make_renderer(args.fmt, out, tty=tty)
+    try:
+        outcome = run_chat(
+            client,
+            request,
+            renderer,
+            begin=begin,
+            first_token_timeout=settings.first_token_timeout,
+            total_timeout=settings.total_timeout,
+        )
+    finally:
+        client.http.close()
+    error = outcome.error
+    if isinstance(error, Cancelled) and error.reason == "broken pipe":
+        _silence_stdout()
+        if args.debug:
+            _stderr("rill: stdout was closed; the partial answer is in history")
+    elif isinstance(error, Cancelled):
+        kept = len(outcome.transcript.content)
+        where = f" in chat {outcome.chat_id}" if outcome.chat_id else ""
+        _stderr(f"rill: cancelled by {error.reason}; kept {kept} characters of the answer{where}")
+    elif error is not None:
+        status = getattr(error, "status", None)
+        suffix = f" (HTTP {status})" if status and status != 200 else ""
+        _stderr(f"rill: {redact(error.message, settings.api_key)}{suffix}")
+    for note in outcome.notes:
+        _stderr(f"rill: {note}")
+    if settings.stats:
+        _stderr(format_stats(outcome))
+    return int(outcome.exit_code)
+
+
+def format_stats(outcome: Any) -> str:
+    usage = outcome.terminal.usage if hasattr(outcome.terminal, "usage") else None
+    parts = []
+    if usage:
+        parts.append(f"{usage['prompt_tokens']} in / {usage['completion_tokens']} out tokens")
+    timings = outcome.timings
+    if "ttft_ms" in timings:
+        parts.append(f"first token {timings['ttft_ms'] / 1000:.2f} s")
+    if "tokens_per_second" in timings:
+        parts.append(f"{timings['tokens_per_second']:.1f} tok/s")
+    parts.append(f"total {timings['duration_ms'] / 1000:.2f} s")
+    if usage and "cost" in usage:
+        parts.append(f"${usage['cost']:.6f}")
+    t = outcome.transcript
+    if t.model:
+        parts.append(f"{t.model}" + (f" via {t.provider}" if t.provider else ""))
+    return "rill: " + " · ".join(parts)
+
+
+def _print_dry_run(settings: Any, request: Any) -> int:
+    from rill.protocol import build_headers, build_payload, redacted_headers
+
+    headers = redacted_headers(build_headers(settings, stream=request.stream), settings.api_key)
+    body = build_payload(request, openrouter=settings.openrouter)
+    lines = [f"POST {settings.base_url}/chat/completions"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += ["", json.dumps(body, ensure_ascii=False, indent=2), ""]
+    sys.stdout.write("\n".join(lines))
+    sys.stdout.flush()
+    return int(ExitCode.OK)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -1,0 +1,368 @@
+"""Run one completion: the only place the streaming loop, and its interruption, live.
+
+``run_chat`` writes the prompt to history before sending, opens the response (retries happen in
+the client), then for every network read decodes SSE events, folds them into the ``Transcript``,
+hands the read's deltas to the renderer (one write and flush per read) and the new text to the
+history recorder (journaled at least once a second). Whatever ends the run — ``[DONE]``, an error
+chunk, a dropped connection, a time limit, Ctrl-C, SIGTERM, SIGHUP or a closed stdout — the
+response is closed first, then the record is finished with what the transcript holds and the
+renderer writes exactly one terminal event. The session never branches on the output format and
+never imports typer or rich; the CLI maps the returned ``Outcome`` to an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Protocol
+
+from rill.client import ChatClient, reads
+from rill.errors import Cancelled, ExitCode, RillError, StreamError, TimeoutError_
+from rill.events import Chunk, Done, Error, Start, Terminal
+from rill.protocol import Request
+from rill.render import Renderer
+from rill.sse import SSEDecoder
+from rill.transcript import Transcript
+
+
+class Recorder(Protocol):
+    chat_id: str
+
+    def add(self, content: str = "", reasoning: str = "") -> None: ...
+
+    def finish(self, outcome: dict[str, Any]) -> None: ...
+
+
+class NullRecorder:
+    """``--no-history``: nothing is written anywhere."""
+
+    chat_id: str | None = None  # type: ignore[assignment]  # no chat exists without history
+
+    def add(self, content: str = "", reasoning: str = "") -> None:
+        pass
+
+    def finish(self, outcome: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class Outcome:
+    exit_code: ExitCode
+    terminal: Terminal
+    transcript: Transcript
+    timings: dict[str, Any]
+    chat_id: str | None
+    error: RillError | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str | None:
+        """The one line for stderr, if the run did not simply complete."""
+        if self.error is None:
+            return None
+        return self.error.message
+
+
+_SIGNAL_EXIT = {
+    signal.SIGTERM: ("SIGTERM", ExitCode.TERMINATED),
+    signal.SIGHUP: ("SIGHUP", ExitCode.TERMINATED),
+}
+
+
+def _raise_cancelled(signum: int, _frame: FrameType | None) -> None:
+    reason, code = _SIGNAL_EXIT[signal.Signals(signum)]
+    raise Cancelled(reason, code)
+
+
+def _exit_now(signum: int, _frame: FrameType | None) -> None:
+    # A second signal while the partial answer is being saved: leave at once, quietly.
+    os._exit(128 + signum)
+
+
+@contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """SIGTERM and SIGHUP become ``Cancelled`` (SIGINT is already ``KeyboardInterrupt``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_cancelled) for sig in _SIGNAL_EXIT}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _cleanup_guard() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _exit_now) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Deadlines:
+    """First-token and total time limits, enforced with SIGALRM (main thread only).
+
+    The idle limit needs no timer: it is the HTTP read timeout, which keep-alive comments reset.
+    """
+
+    def __init__(self, first_token: float | None, total: float | None) -> None:
+        now = time.monotonic()
+        self.limits = {"first_token": first_token, "total": total}
+        self.due = {k: now + v for k, v in self.limits.items() if v}
+        self.active = bool(self.due) and threading.current_thread() is threading.main_thread()
+        self.previous: Any = None
+
+    def __enter__(self) -> _Deadlines:
+        if self.active:
+            self.previous = signal.signal(signal.SIGALRM, self._expired)
+            self._arm()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+
+    def first_token_seen(self) -> None:
+        if self.due.pop("first_token", None) is not None and self.active:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self.due:
+            delay = max(min(self.due.values()) - time.monotonic(), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, delay)
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _expired(self, _signum: int, _frame: FrameType | None) -> None:
+        now = time.monotonic()
+        for name, due in sorted(self.due.items(), key=lambda kv: kv[1]):
+            if due <= now + 0.0005:
+                label = "first token" if name == "first_token" else "total"
+                raise TimeoutError_(
+                    f"no answer within the {label} time limit of {self.limits[name]:g} s"
+                )
+        self._arm()
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_chat(
+    client: ChatClient,
+    request: Request,
+    renderer: Renderer,
+    *,
+    begin: Callable[[], Recorder],
+    first_token_timeout: float | None = None,
+    total_timeout: float | None = None,
+) -> Outcome:
+    """Run one request to its end; never raises for anything the user can cause."""
+    recorder = begin()  # the prompt is on disk before anything is sent
+    chat_id = recorder.chat_id
+    transcript = Transcript()
+    timings: dict[str, Any] = {"started_at": _iso_now()}
+    t0 = time.monotonic()
+    first: list[float] = []
+    error: RillError | None = None
+    started = False
+    try:
+        with _signals_as_exceptions(), _Deadlines(first_token_timeout, total_timeout) as limits:
+            try:
+                with client.open(request) as response:
+                    started = True
+                    renderer.start(Start(chat_id, request.model), transcript)
+                    if request.stream:
+                        _pump_stream(response, client, transcript, renderer, recorder, limits, first)
+                    else:
+                        _read_whole(response, transcript, renderer, recorder, first)
+            except KeyboardInterrupt:
+                raise Cancelled("SIGINT", ExitCode.INTERRUPTED) from None
+            except BrokenPipeError:
+                raise Cancelled("broken pipe", ExitCode.BROKEN_PIPE) from None
+    except RillError as exc:
+        error = exc
+    with _cleanup_guard():
+        return _finish(
+            transcript, renderer, recorder, chat_id, timings, t0, first, error, started, request
+        )
+
+
+def _pump_stream(
+    response: Any,
+    client: ChatClient,
+    transcript: Transcript,
+    renderer: Renderer,
+    recorder: Recorder,
+    limits: _Deadlines,
+    first: list[float],
+) -> None:
+    decoder = SSEDecoder()
+    loads = json.loads
+    add_chunk = transcript.add_chunk
+    for raw in reads(response, client.settings.timeout):
+        deltas = []
+        for event in decoder.feed(raw):
+            data = event.data
+            if data == "[DONE]":
+                transcript.done = True
+                break
+            if event.event == "error":
+                # llama.cpp before late 2025 sent errors in an ``error:`` SSE field.
+                _raise_legacy_error(data, transcript)
+            if data.startswith(":"):
+                continue  # a keep-alive comment re-wrapped as data by a proxy (PROTOCOL §8.1)
+            try:
+                obj = loads(data)
+            except ValueError:
+                raise StreamError(
+                    f"the stream sent malformed JSON: {data[:80]!r}", status=200, code="bad_json"
+                ) from None
+            if type(obj) is dict:
+                deltas += add_chunk(obj)
+        if deltas:
+            if not first:
+                first.append(time.monotonic())
+                limits.first_token_seen()
+            content = "".join([d.content for d in deltas if type(d) is Chunk])
+            recorder.add(content)
+        renderer.deltas(raw, deltas)
+        if transcript.done:
+            return
+    for event in decoder.flush():
+        if event.data == "[DONE]":
+            transcript.done = True
+
+
+def _raise_legacy_error(data: str, transcript: Transcript) -> None:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        obj = {"message": data}
+    transcript.add_chunk({"error": obj if isinstance(obj, dict) else {"message": str(obj)}})
+
+
+def _read_whole(
+    response: Any,
+    transcript: Transcript,
+    renderer: Renderer,
+    recorder: Recorder,
+    first: list[float],
+) -> None:
+    body = b"".join(reads(response, None))
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        raise StreamError(
+            f"the server sent malformed JSON: {body[:80]!r}", status=200, code="bad_json"
+        ) from None
+    deltas = transcript.add_completion(obj) if isinstance(obj, dict) else []
+    first.append(time.monotonic())
+    recorder.add(transcript.content, transcript.reasoning)
+    renderer.deltas(body, deltas)
+
+
+def _finish(
+    transcript: Transcript,
+    renderer: Renderer,
+    recorder: Recorder,
+    chat_id: str | None,
+    timings: dict[str, Any],
+    t0: float,
+    first: list[float],
+    error: RillError | None,
+    started: bool,
+    request: Request,
+) -> Outcome:
+    end = time.monotonic()
+    timings["duration_ms"] = round((end - t0) * 1000, 1)
+    if first:
+        timings["ttft_ms"] = round((first[0] - t0) * 1000, 1)
+    usage = transcript.usage()
+    finish_reason = transcript.final_finish_reason()
+    if error is None and finish_reason is None:
+        error = StreamError(
+            "the stream ended before the answer was complete (no finish reason)",
+            status=200,
+            code="truncated",
+        )
+    if error is None and transcript.native_finish_reason in ("network_error", "error"):
+        if not transcript.has_output:
+            error = StreamError(
+                f"the provider failed silently ({transcript.native_finish_reason})",
+                status=200,
+                code=transcript.native_finish_reason,
+            )
+    if usage and first and usage.get("completion_tokens"):
+        gen_seconds = max(end - first[0], 1e-3)
+        timings["tokens_per_second"] = round(usage["completion_tokens"] / gen_seconds, 1)
+
+    terminal: Terminal
+    outcome_record: dict[str, Any] = {
+        "content": transcript.content,
+        "reasoning": transcript.reasoning or None,
+        "tool_calls": transcript.tool_calls() or None,
+        "reasoning_details": transcript.reasoning_details or None,
+        "served_model": transcript.model,
+        "provider": transcript.provider,
+        "generation_id": transcript.id,
+        "usage": usage,
+        "timings": timings,
+    }
+    if isinstance(error, Cancelled) or error is None:
+        reason = "cancelled" if error is not None else (finish_reason or "stop")
+        terminal = Done(
+            message=transcript.message(),
+            usage=usage,
+            finish_reason=reason,
+            model=transcript.model,
+            provider=transcript.provider,
+            id=transcript.id,
+            chat_id=chat_id,
+        )
+        outcome_record["finish_reason"] = reason
+        exit_code = error.exit_code if error is not None else ExitCode.OK
+    else:
+        status = getattr(error, "status", None)
+        code = getattr(error, "code", None)
+        terminal = Error(
+            code=code if code is not None else int(error.exit_code),
+            message=error.message,
+            status=status,
+            exit_code=int(error.exit_code),
+            partial=transcript.message(),
+        )
+        outcome_record["finish_reason"] = "error"
+        outcome_record["error"] = terminal.as_dict() | {"partial": None}
+        exit_code = error.exit_code
+    recorder.finish(outcome_record)
+    if started or not isinstance(error, Cancelled):
+        try:
+            renderer.finish(terminal)
+        except (BrokenPipeError, ValueError):
+            pass  # stdout is gone: the record above is what is kept
+    notes = []
+    if error is None and finish_reason == "length":
+        limit = request.max_tokens
+        notes.append(
+            f"the answer was cut at the token limit{f' ({limit})' if limit else ''}; "
+            "raise it with --max-tokens"
+        )
+    return Outcome(exit_code, terminal, transcript, timings, chat_id, error, notes)

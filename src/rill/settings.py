@@ -1,0 +1,293 @@
+"""Where rill keeps its files, and the settings of one run.
+
+Precedence, per key: command-line flag > environment > ``config.toml`` > built-in default.
+``RILL_HOME`` puts config, history, cache and templates in one folder; without it the XDG base
+directories are used. Nothing here runs at import time: settings are resolved inside a command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from rill.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+#: OpenRouter routes this meta-model to a suitable model; other servers get no default model.
+OPENROUTER_DEFAULT_MODEL = "openrouter/auto"
+#: OpenRouter's pre-flight credit check assumes the model's full output length when max_tokens
+#: is absent and can refuse with a spurious 402, so rill always sends an explicit limit there.
+OPENROUTER_DEFAULT_MAX_TOKENS = 8192
+
+#: Keys ``config.toml`` understands, with the type each value must have.
+CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
+    "model": str,
+    "base_url": str,
+    "system": str,
+    "timeout": (int, float),
+    "connect_timeout": (int, float),
+    "first_token_timeout": (int, float),
+    "total_timeout": (int, float),
+    "retries": int,
+    "max_tokens": int,
+    "temperature": (int, float),
+    "history_format": str,
+    "history": bool,
+    "api_key": str,
+    "api_key_cmd": str,
+    "stats": bool,
+    "markdown": bool,
+    "show_reasoning": bool,
+    "color": str,
+    "aliases": dict,
+}
+CHOICES = {
+    "history_format": ("json", "toml"),
+    "color": ("auto", "always", "never"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    config_dir: Path
+    data_dir: Path
+    cache_dir: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def history_dir(self) -> Path:
+        return self.data_dir / "history"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.config_dir / "templates"
+
+
+def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
+    env = os.environ if env is None else env
+    home = env.get("RILL_HOME")
+    if home:
+        root = Path(home).expanduser()
+        return Paths(root, root, root / "cache")
+    user_home = Path.home()
+
+    def xdg(var: str, default: str) -> Path:
+        value = env.get(var)
+        return Path(value) if value and os.path.isabs(value) else user_home / default
+
+    return Paths(
+        xdg("XDG_CONFIG_HOME", ".config") / "rill",
+        xdg("XDG_DATA_HOME", ".local/share") / "rill",
+        xdg("XDG_CACHE_HOME", ".cache") / "rill",
+    )
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read and validate ``config.toml``; a missing file is an empty config."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for key, value in data.items():
+        check_config_value(key, value, source=str(path))
+    return data
+
+
+def check_config_value(key: str, value: Any, *, source: str = "config") -> None:
+    expected = CONFIG_KEYS.get(key)
+    if expected is None:
+        known = ", ".join(sorted(CONFIG_KEYS))
+        raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
+    if isinstance(value, bool) and expected is not bool:
+        ok = False
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        names = expected if isinstance(expected, tuple) else (expected,)
+        kind = " or ".join(t.__name__ for t in names)
+        raise ConfigError(f"{source}: {key} must be {kind}, not {type(value).__name__}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{source}: {key} must be one of {', '.join(CHOICES[key])}")
+    if key in ("timeout", "connect_timeout", "first_token_timeout", "total_timeout") and value < 0:
+        raise ConfigError(f"{source}: {key} must not be negative")
+    if key in ("retries", "max_tokens") and value < 0:
+        raise ConfigError(f"{source}: {key} must not be negative")
+    if key == "aliases":
+        for alias, target in value.items():
+            if not isinstance(target, str):
+                raise ConfigError(f"{source}: aliases.{alias} must be a model ID string")
+
+
+def is_openrouter(base_url: str) -> bool:
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "openrouter.ai" or host.endswith(".openrouter.ai")
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _key_from_config(config: Mapping[str, Any], config_file: Path, warn: Any) -> str | None:
+    command = config.get("api_key_cmd")
+    if command:
+        try:
+            done = subprocess.run(
+                command, shell=True, capture_output=True, text=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConfigError(f"api_key_cmd failed: {exc}") from None
+        if done.returncode != 0:
+            raise ConfigError(f"api_key_cmd exited with status {done.returncode}")
+        key = done.stdout.strip()
+        return key or None
+    key = config.get("api_key")
+    if not key:
+        return None
+    try:
+        mode = stat.S_IMODE(config_file.stat().st_mode)
+    except OSError:
+        mode = 0
+    if mode & 0o077:
+        warn(
+            f"warning: {config_file} holds an API key but is readable by others; "
+            f"ignoring it (run: chmod 600 {config_file})"
+        )
+        return None
+    return str(key)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything one prompt run needs, resolved once at the edge."""
+
+    base_url: str
+    model: str | None
+    api_key: str | None = field(repr=False)
+    system: str | None = None
+    timeout: float | None = 60.0  # idle: longest silence between two reads (keep-alives count)
+    connect_timeout: float = 10.0
+    first_token_timeout: float | None = None
+    total_timeout: float | None = None
+    retries: int = 2
+    max_tokens: int | None = None
+    temperature: float | None = None
+    history_format: str = "json"
+    history: bool = True
+    stats: bool = False
+    markdown: bool | None = None
+    show_reasoning: bool | None = None
+    color: str = "auto"
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    paths: Paths = field(default_factory=resolve_paths)
+
+    @property
+    def openrouter(self) -> bool:
+        return is_openrouter(self.base_url)
+
+    def check_transport(self) -> None:
+        """Refuse configurations that would leak the key or cannot authenticate."""
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"base URL {self.base_url!r} is not an http(s) URL")
+        if self.openrouter and not self.api_key:
+            raise ConfigError(
+                "no API key: set OPENROUTER_API_KEY (or api_key_cmd in config.toml) "
+                "to use OpenRouter"
+            )
+        if self.api_key and parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ConfigError(
+                f"refusing to send the API key over plain http to {parts.hostname}: "
+                "use https, or a loopback address"
+            )
+
+
+def _number(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {value!r}") from None
+
+
+def resolve_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    warn: Any = None,
+) -> Settings:
+    """Merge flags (None = not given), environment, config file and defaults."""
+    env = os.environ if env is None else env
+    warn = warn or (lambda _msg: None)
+    paths = resolve_paths(env)
+    config = load_config(paths.config_file)
+
+    def pick(name: str, env_var: str | None = None, default: Any = None) -> Any:
+        if flags.get(name) is not None:
+            return flags[name]
+        if env_var and env.get(env_var):
+            return env[env_var]
+        if name in config:
+            return config[name]
+        return default
+
+    base_url = str(pick("base_url", "RILL_BASE_URL", DEFAULT_BASE_URL)).rstrip("/")
+    aliases: dict[str, str] = dict(config.get("aliases", {}))
+    model = pick("model", "RILL_MODEL")
+    if model is not None:
+        model = aliases.get(model, model)
+    elif is_openrouter(base_url):
+        model = OPENROUTER_DEFAULT_MODEL
+    max_tokens = pick("max_tokens")
+    if max_tokens is None and is_openrouter(base_url):
+        max_tokens = OPENROUTER_DEFAULT_MAX_TOKENS
+    api_key = env.get("OPENROUTER_API_KEY") or _key_from_config(config, paths.config_file, warn)
+
+    def seconds(name: str, default: float | None) -> float | None:
+        value = pick(name, None, default)
+        if value is None:
+            return None
+        value = _number(str(value), name) if isinstance(value, str) else float(value)
+        return None if value == 0 and name != "connect_timeout" else value
+
+    return Settings(
+        base_url=base_url,
+        model=model,
+        api_key=api_key,
+        system=pick("system"),
+        timeout=seconds("timeout", 60.0),
+        connect_timeout=seconds("connect_timeout", 10.0) or 10.0,
+        first_token_timeout=seconds("first_token_timeout", None),
+        total_timeout=seconds("total_timeout", None),
+        retries=int(pick("retries", None, 2)),
+        max_tokens=int(max_tokens) if max_tokens else None,
+        temperature=pick("temperature"),
+        history_format=str(pick("history_format", None, "json")),
+        history=bool(pick("history", None, True)),
+        stats=bool(pick("stats", None, False)),
+        markdown=pick("markdown"),
+        show_reasoning=pick("show_reasoning"),
+        color=str(pick("color", None, "auto")),
+        aliases=aliases,
+        paths=paths,
+    )

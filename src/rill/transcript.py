@@ -1,0 +1,296 @@
+"""Accumulate a streamed answer, chunk by chunk, with no I/O.
+
+``Transcript.add_chunk(obj)`` folds one decoded ``chat.completion.chunk`` into the answer and
+returns the deltas it carried; the answer so far (content, reasoning, tool calls, usage, finish
+reason, served model) can be read at any moment — which is what saving a partial answer on Ctrl-C
+needs. It tolerates what PROTOCOL.md §3, §6 and §8 list: empty ``choices``, usage in its own
+chunk or on every chunk, ``reasoning`` vs ``reasoning_content``, tool-call fragments with missing
+indexes, missing or duplicated ids, and distinct calls sharing one index.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rill.errors import error_for_chunk
+from rill.events import Chunk, Delta, Reasoning, ToolCall
+from rill.protocol import error_message
+
+
+class _ToolCallState:
+    __slots__ = ("id", "name", "args", "type")
+
+    def __init__(self, id_: str | None, name: str | None) -> None:
+        self.id = id_
+        self.name = name
+        self.args: list[str] = []
+        self.type = "function"
+
+    def arguments_complete(self) -> bool:
+        text = "".join(self.args)
+        if not text:
+            return False
+        try:
+            json.loads(text)
+        except ValueError:
+            return False
+        return True
+
+
+class Transcript:
+    def __init__(self) -> None:
+        self.content_parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.reasoning_details: list[dict[str, Any]] = []
+        self._calls: list[_ToolCallState] = []
+        self._index_map: dict[int, int] = {}  # upstream index → position in _calls
+        self._last_index: int | None = None
+        self.finish_reason: str | None = None
+        self.native_finish_reason: str | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.id: str | None = None
+        self.raw_usage: dict[str, Any] | None = None
+        self.done = False  # saw ``data: [DONE]``
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def content(self) -> str:
+        parts = self.content_parts
+        if len(parts) > 1:  # keep joins cheap when read repeatedly
+            parts[:] = ["".join(parts)]
+        return parts[0] if parts else ""
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.content_parts or self.reasoning_parts or self._calls)
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        calls = []
+        seen: set[str] = set()
+        for position, call in enumerate(self._calls):
+            call_id = call.id
+            if not call_id or call_id in seen:
+                call_id = f"call_{position}"
+            seen.add(call_id)
+            calls.append(
+                {
+                    "id": call_id,
+                    "type": call.type,
+                    "function": {"name": call.name or "", "arguments": "".join(call.args)},
+                }
+            )
+        return calls
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message so far, as the contract's ``message``/``partial`` shows it."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.reasoning_parts:
+            msg["reasoning"] = self.reasoning
+        if self._calls:
+            msg["tool_calls"] = self.tool_calls()
+        return msg
+
+    def usage(self) -> dict[str, Any] | None:
+        return normalize_usage(self.raw_usage)
+
+    def final_finish_reason(self) -> str | None:
+        reason = self.finish_reason
+        if self._calls and reason in (None, "stop"):
+            # Tool calls with a missing or "stop" finish reason still await their results
+            # (PROTOCOL §3.4: OpenRouter's own SDK applies the same fix).
+            return "tool_calls"
+        if reason is None and self.done:
+            return "stop"
+        return reason
+
+    # -- folding -------------------------------------------------------------------------------
+
+    def add_chunk(self, obj: dict[str, Any]) -> list[Delta]:
+        """Fold one chunk; raises ``StreamError`` on an error chunk (the partial answer stays)."""
+        if self.id is None:
+            self._note_meta(obj)
+        error = obj.get("error")
+        if error:
+            self._raise_error(error, obj)
+        usage = obj.get("usage")
+        if usage:
+            self.raw_usage = usage
+        out: list[Delta] = []
+        choices = obj.get("choices")
+        if not choices:
+            return out
+        choice = choices[0]
+        delta = choice.get("delta")
+        if delta:
+            reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+            if reasoning and isinstance(reasoning, str):
+                self.reasoning_parts.append(reasoning)
+                out.append(Reasoning(reasoning))
+            details = delta.get("reasoning_details")
+            if details:
+                self._add_reasoning_details(details)
+            content = delta.get("content")
+            if content:
+                self.content_parts.append(content)
+                out.append(Chunk(content))
+            calls = delta.get("tool_calls")
+            if calls:
+                out.extend(self._add_tool_calls(calls))
+        finish = choice.get("finish_reason")
+        if finish:
+            self.finish_reason = finish
+            self.native_finish_reason = choice.get("native_finish_reason")
+            if choice.get("error"):
+                self._raise_error(choice["error"], obj)
+        return out
+
+    def add_completion(self, obj: dict[str, Any]) -> list[Delta]:
+        """Fold a whole non-streaming ``chat.completion`` object."""
+        self._note_meta(obj)
+        if obj.get("error"):
+            self._raise_error(obj["error"], obj)
+        if obj.get("usage"):
+            self.raw_usage = obj["usage"]
+        out: list[Delta] = []
+        choices = obj.get("choices") or []
+        if not choices:
+            return out
+        choice = choices[0]
+        message = choice.get("message") or {}
+        reasoning = message.get("reasoning") or message.get("reasoning_content")
+        if reasoning and isinstance(reasoning, str):
+            self.reasoning_parts.append(reasoning)
+            out.append(Reasoning(reasoning))
+        if message.get("reasoning_details"):
+            self._add_reasoning_details(message["reasoning_details"])
+        content = message.get("content")
+        if content and isinstance(content, str):
+            self.content_parts.append(content)
+            out.append(Chunk(content))
+        calls = message.get("tool_calls")
+        if calls:
+            indexed = [{**call, "index": i} for i, call in enumerate(calls)]
+            out.extend(self._add_tool_calls(indexed))
+        self.finish_reason = choice.get("finish_reason") or "stop"
+        self.native_finish_reason = choice.get("native_finish_reason")
+        if choice.get("error"):
+            self._raise_error(choice["error"], obj)
+        self.done = True
+        return out
+
+    def _note_meta(self, obj: dict[str, Any]) -> None:
+        self.id = obj.get("id") or self.id
+        self.model = obj.get("model") or self.model
+        self.provider = obj.get("provider") or self.provider
+
+    def _raise_error(self, error: Any, obj: dict[str, Any]) -> None:
+        if isinstance(error, dict):
+            code = error.get("code")
+            message = error_message(error)
+        else:
+            code, message = None, str(error)
+        self.finish_reason = "error"
+        raise error_for_chunk(code, message, body=obj)
+
+    def _add_reasoning_details(self, details: list[Any]) -> None:
+        for item in details:
+            if not isinstance(item, dict):
+                continue
+            last = self.reasoning_details[-1] if self.reasoning_details else None
+            if (
+                last is not None
+                and item.get("type") == "reasoning.text"
+                and last.get("type") == "reasoning.text"
+                and last.get("index") == item.get("index")
+            ):
+                # Consecutive text pieces of one block merge; a late signature joins its block.
+                last["text"] = (last.get("text") or "") + (item.get("text") or "")
+                if item.get("signature"):
+                    last["signature"] = item["signature"]
+            else:
+                self.reasoning_details.append(dict(item))
+
+    def _add_tool_calls(self, fragments: list[Any]) -> list[Delta]:
+        out: list[Delta] = []
+        for frag in fragments:
+            if not isinstance(frag, dict):
+                continue
+            function = frag.get("function") or {}
+            frag_id = frag.get("id") or None
+            name = function.get("name") or None
+            args = function.get("arguments")
+            if args is not None and not isinstance(args, str):
+                args = json.dumps(args)  # some servers send parsed objects
+            raw_index = frag.get("index")
+            if not isinstance(raw_index, int):
+                # A missing index continues the last call (OpenRouter's SDK does the same).
+                raw_index = self._last_index if self._last_index is not None else 0
+            position = self._index_map.get(raw_index)
+            call = self._calls[position] if position is not None else None
+            if call is not None and self._starts_new_call(call, frag_id, name):
+                position = None  # distinct parallel calls sharing one index
+            if position is None:
+                position = len(self._calls)
+                self._calls.append(_ToolCallState(frag_id, name))
+                self._index_map[raw_index] = position
+                call = self._calls[position]
+            else:
+                assert call is not None
+                call.id = call.id or frag_id
+                call.name = call.name or name
+            self._last_index = raw_index
+            if args:
+                call.args.append(args)
+            out.append(ToolCall(position, frag_id, name, args or ""))
+        return out
+
+    @staticmethod
+    def _starts_new_call(call: _ToolCallState, frag_id: str | None, name: str | None) -> bool:
+        if frag_id and call.id and frag_id != call.id:
+            return True
+        return bool(name and call.name and call.arguments_complete())
+
+
+def normalize_usage(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The contract's usage: token counts always, cost and details when reported."""
+    if not raw or not isinstance(raw, dict):
+        return None
+    prompt = _int(raw.get("prompt_tokens"))
+    completion = _int(raw.get("completion_tokens"))
+    total = _int(raw.get("total_tokens")) or prompt + completion
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+    }
+    cost = raw.get("cost")
+    if isinstance(cost, int | float) and not isinstance(cost, bool):
+        usage["cost"] = cost
+    completion_details = raw.get("completion_tokens_details")
+    if isinstance(completion_details, dict):
+        reasoning = completion_details.get("reasoning_tokens")
+        if reasoning is not None:
+            usage["reasoning_tokens"] = _int(reasoning)
+    prompt_details = raw.get("prompt_tokens_details")
+    if isinstance(prompt_details, dict):
+        cached = prompt_details.get("cached_tokens")
+        if cached is not None:
+            usage["cached_tokens"] = _int(cached)
+        written = prompt_details.get("cache_write_tokens")
+        if written:
+            usage["cache_write_tokens"] = _int(written)
+    return usage
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
