@@ -40,7 +40,9 @@ RETRY_AFTER_LIMIT = 60.0
 MAX_ERROR_BODY = 1 << 20
 
 
-def make_http_client(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+def make_http_client(
+    settings: Settings, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
     timeout = httpx.Timeout(
         connect=settings.connect_timeout,
         read=settings.timeout,

@@ -4,7 +4,7 @@ Every failure a user can meet is a ``RillError`` carrying the exit code the cont
 the CLI maps outcomes to codes in exactly one place (``RillError.exit_code``)::
 
     RillError                      exit 1   internal error (a bug)
-    ├── UsageError                 exit 2   bad flags or arguments, empty prompt, missing placeholder
+    ├── UsageError                 exit 2   bad flags or arguments, empty prompt, placeholder
     ├── ConfigError                exit 3   missing API key, unreadable config, key over plain http
     ├── APIError                   exit 7   the upstream answered with an error (status, code, body)
     │   ├── AuthError              exit 4   HTTP 401, 403

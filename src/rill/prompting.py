@@ -120,11 +120,15 @@ def fill(text: str, params: dict[str, str]) -> str:
     missing = [n for n in _PLACEHOLDER.findall(text) if n not in params]
     if missing:
         names = ", ".join(dict.fromkeys(missing))
-        raise UsageError(f"template placeholder without a value: {names} (give it with -p NAME VALUE)")
+        raise UsageError(
+            f"template placeholder without a value: {names} (give it with -p NAME VALUE)"
+        )
     return _PLACEHOLDER.sub(lambda m: params[m.group(1)], text)
 
 
-def apply_template(template: Template, params: dict[str, str], user_text: str) -> tuple[str | None, str]:
+def apply_template(
+    template: Template, params: dict[str, str], user_text: str
+) -> tuple[str | None, str]:
     """(system, prompt) from a template: its prompt, then the user's text after a blank line."""
     system = fill(template.system, params) if template.system else None
     prompt = fill(template.prompt, params) if template.prompt else ""

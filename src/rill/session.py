@@ -12,6 +12,7 @@ never imports typer or rich; the CLI maps the returned ``Outcome`` to an exit co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,10 +27,10 @@ from typing import Any, Protocol
 
 from rill.client import ChatClient, reads
 from rill.errors import Cancelled, ExitCode, RillError, StreamError, TimeoutError_
-from rill.events import Chunk, Done, Error, Start, Terminal
+from rill.events import Chunk, Delta, Done, Error, Start, Terminal
 from rill.protocol import Request
 from rill.render import Renderer
-from rill.sse import SSEDecoder
+from rill.sse import ServerSentEvent, SSEDecoder
 from rill.transcript import Transcript
 
 
@@ -44,7 +45,7 @@ class Recorder(Protocol):
 class NullRecorder:
     """``--no-history``: nothing is written anywhere."""
 
-    chat_id: str | None = None  # type: ignore[assignment]  # no chat exists without history
+    chat_id: str | None = None  # no chat exists without history
 
     def add(self, content: str = "", reasoning: str = "") -> None:
         pass
@@ -182,15 +183,15 @@ def run_chat(
     t0 = time.monotonic()
     first: list[float] = []
     error: RillError | None = None
-    started = False
     try:
         with _signals_as_exceptions(), _Deadlines(first_token_timeout, total_timeout) as limits:
             try:
                 with client.open(request) as response:
-                    started = True
                     renderer.start(Start(chat_id, request.model), transcript)
                     if request.stream:
-                        _pump_stream(response, client, transcript, renderer, recorder, limits, first)
+                        _pump_stream(
+                            response, client, transcript, renderer, recorder, limits, first
+                        )
                     else:
                         _read_whole(response, transcript, renderer, recorder, first)
             except KeyboardInterrupt:
@@ -200,9 +201,7 @@ def run_chat(
     except RillError as exc:
         error = exc
     with _cleanup_guard():
-        return _finish(
-            transcript, renderer, recorder, chat_id, timings, t0, first, error, started, request
-        )
+        return _finish(transcript, renderer, recorder, chat_id, timings, t0, first, error, request)
 
 
 def _pump_stream(
@@ -215,40 +214,52 @@ def _pump_stream(
     first: list[float],
 ) -> None:
     decoder = SSEDecoder()
-    loads = json.loads
-    add_chunk = transcript.add_chunk
     for raw in reads(response, client.settings.timeout):
-        deltas = []
-        for event in decoder.feed(raw):
-            data = event.data
-            if data == "[DONE]":
-                transcript.done = True
-                break
-            if event.event == "error":
-                # llama.cpp before late 2025 sent errors in an ``error:`` SSE field.
-                _raise_legacy_error(data, transcript)
-            if data.startswith(":"):
-                continue  # a keep-alive comment re-wrapped as data by a proxy (PROTOCOL §8.1)
-            try:
-                obj = loads(data)
-            except ValueError:
-                raise StreamError(
-                    f"the stream sent malformed JSON: {data[:80]!r}", status=200, code="bad_json"
-                ) from None
-            if type(obj) is dict:
-                deltas += add_chunk(obj)
+        deltas: list[Delta] = []
+        failure: RillError | None = None
+        try:
+            _decode_read(decoder.feed(raw), transcript, deltas)
+        except RillError as exc:
+            failure = exc  # what this read carried before the error is still shown
         if deltas:
             if not first:
                 first.append(time.monotonic())
                 limits.first_token_seen()
-            content = "".join([d.content for d in deltas if type(d) is Chunk])
-            recorder.add(content)
+            recorder.add("".join([d.content for d in deltas if type(d) is Chunk]))
         renderer.deltas(raw, deltas)
+        if failure is not None:
+            raise failure
         if transcript.done:
             return
-    for event in decoder.flush():
-        if event.data == "[DONE]":
+    deltas = []
+    _decode_read(decoder.flush(), transcript, deltas)
+    if deltas:
+        recorder.add("".join([d.content for d in deltas if type(d) is Chunk]))
+        renderer.deltas(b"", deltas)
+
+
+def _decode_read(events: list[ServerSentEvent], transcript: Transcript, out: list[Delta]) -> None:
+    """Fold one read's events into the transcript, appending their deltas to ``out``."""
+    loads = json.loads
+    add_chunk = transcript.add_chunk
+    for event in events:
+        data = event.data
+        if data == "[DONE]":
             transcript.done = True
+            return
+        if event.event == "error":
+            # llama.cpp before late 2025 sent errors in an ``error:`` SSE field.
+            _raise_legacy_error(data, transcript)
+        if data.startswith(":"):
+            continue  # a keep-alive comment re-wrapped as data by a proxy (PROTOCOL §8.1)
+        try:
+            obj = loads(data)
+        except ValueError:
+            raise StreamError(
+                f"the stream sent malformed JSON: {data[:80]!r}", status=200, code="bad_json"
+            ) from None
+        if type(obj) is dict:
+            out += add_chunk(obj)
 
 
 def _raise_legacy_error(data: str, transcript: Transcript) -> None:
@@ -288,7 +299,6 @@ def _finish(
     t0: float,
     first: list[float],
     error: RillError | None,
-    started: bool,
     request: Request,
 ) -> Outcome:
     end = time.monotonic()
@@ -303,13 +313,14 @@ def _finish(
             status=200,
             code="truncated",
         )
-    if error is None and transcript.native_finish_reason in ("network_error", "error"):
-        if not transcript.has_output:
-            error = StreamError(
-                f"the provider failed silently ({transcript.native_finish_reason})",
-                status=200,
-                code=transcript.native_finish_reason,
-            )
+    silent = transcript.native_finish_reason in ("network_error", "error")
+    if error is None and silent and not transcript.has_output:
+        # A routed provider failed but the stream still said "stop" (PROTOCOL §3.4).
+        error = StreamError(
+            f"the provider failed silently ({transcript.native_finish_reason})",
+            status=200,
+            code=transcript.native_finish_reason,
+        )
     if usage and first and usage.get("completion_tokens"):
         gen_seconds = max(end - first[0], 1e-3)
         timings["tokens_per_second"] = round(usage["completion_tokens"] / gen_seconds, 1)
@@ -353,11 +364,8 @@ def _finish(
         outcome_record["error"] = terminal.as_dict() | {"partial": None}
         exit_code = error.exit_code
     recorder.finish(outcome_record)
-    if started or not isinstance(error, Cancelled):
-        try:
-            renderer.finish(terminal)
-        except (BrokenPipeError, ValueError):
-            pass  # stdout is gone: the record above is what is kept
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        renderer.finish(terminal)  # stdout may be gone: the record above is what is kept
     notes = []
     if error is None and finish_reason == "length":
         limit = request.max_tokens

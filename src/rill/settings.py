@@ -115,10 +115,8 @@ def check_config_value(key: str, value: Any, *, source: str = "config") -> None:
     if expected is None:
         known = ", ".join(sorted(CONFIG_KEYS))
         raise ConfigError(f"{source}: unknown key {key!r} (known keys: {known})")
-    if isinstance(value, bool) and expected is not bool:
-        ok = False
-    else:
-        ok = isinstance(value, expected)
+    # bool is an int subclass: `timeout = true` must not pass as a number.
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
     if not ok:
         names = expected if isinstance(expected, tuple) else (expected,)
         kind = " or ".join(t.__name__ for t in names)
@@ -161,10 +159,9 @@ def _key_from_config(config: Mapping[str, Any], config_file: Path, warn: Any) ->
             raise ConfigError(f"api_key_cmd failed: {exc}") from None
         if done.returncode != 0:
             raise ConfigError(f"api_key_cmd exited with status {done.returncode}")
-        key = done.stdout.strip()
-        return key or None
+        return done.stdout.strip() or None
     key = config.get("api_key")
-    if not key:
+    if not isinstance(key, str) or not key:
         return None
     try:
         mode = stat.S_IMODE(config_file.stat().st_mode)

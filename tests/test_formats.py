@@ -1,0 +1,299 @@
+"""Output formats, read back by independent consumers (httpx-sse, json.loads), with exact keys.
+
+These run the CLI in-process with an ``httpx.MockTransport`` serving scripted upstream bodies; the
+end-to-end subprocess tests against the fake server live in test_e2e_*.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx_sse
+import pytest
+from typer.testing import CliRunner
+
+from rill.cli import app
+
+KEY = "sk-or-v1-formats-test-key"
+
+#: The contract's data keys, per event type: changing them must be a deliberate act.
+EVENT_KEYS = {
+    "start": {"chat_id", "model"},
+    "chunk": {"content", "done"},
+    "reasoning": {"content"},
+    "tool_call": {"index", "id", "name", "arguments"},
+    "done": {"message", "usage", "finish_reason", "model", "provider", "id", "chat_id"},
+    "error": {"code", "message", "status", "exit_code", "partial"},
+}
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> str:
+    obj: dict[str, Any] = {
+        "id": "gen-77",
+        "provider": "OpenAI",
+        "model": "openai/gpt-4o",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", **(delta or {})},
+                "finish_reason": finish,
+                "native_finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+    }
+    obj.update(extra)
+    return "data: " + json.dumps(obj) + "\n\n"
+
+
+USAGE = {
+    "prompt_tokens": 5,
+    "completion_tokens": 3,
+    "total_tokens": 8,
+    "cost": 0.002,
+    "completion_tokens_details": {"reasoning_tokens": 1},
+    "prompt_tokens_details": {"cached_tokens": 0},
+}
+
+
+def usage_chunk() -> str:
+    obj = {
+        "id": "gen-77",
+        "provider": "OpenAI",
+        "model": "openai/gpt-4o",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "choices": [],
+        "usage": USAGE,
+    }
+    return "data: " + json.dumps(obj) + "\n\n"
+
+
+STREAMS = {
+    "plain": ": OPENROUTER PROCESSING\n\n"
+    + chunk({"content": ""})
+    + chunk({"content": "Hel"})
+    + chunk({"content": "lo"})
+    + chunk({"content": ""}, "stop")
+    + usage_chunk()
+    + "data: [DONE]\n\n",
+    "reasoning": chunk({"content": "", "reasoning": "think "})
+    + chunk({"content": "", "reasoning": "hard"})
+    + chunk({"content": "Hi"})
+    + chunk({"content": ""}, "stop")
+    + usage_chunk()
+    + "data: [DONE]\n\n",
+    "tools": chunk(
+        {
+            "content": None,
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get", "arguments": ""},
+                }
+            ],
+        }
+    )
+    + chunk({"content": None, "tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]})
+    + chunk({"content": None, "tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]})
+    + chunk({"content": ""}, "tool_calls")
+    + usage_chunk()
+    + "data: [DONE]\n\n",
+    "midstream_error": chunk({"content": "par"})
+    + chunk({"content": "tial"})
+    + chunk(
+        {"content": ""},
+        "error",
+        error={
+            "code": 502,
+            "message": "upstream died",
+            "metadata": {"error_type": "provider_unavailable"},
+        },
+    ),
+    "usage_only_final": chunk({"content": "Yo"})
+    + chunk({"content": ""}, "stop")
+    + usage_chunk()
+    + "data: [DONE]\n\n",
+}
+EXPECTED_CONTENT = {
+    "plain": "Hello",
+    "reasoning": "Hi",
+    "tools": "",
+    "midstream_error": "partial",
+    "usage_only_final": "Yo",
+}
+
+
+def invoke(tmp_path: Path, body: str, *args: str, status: int = 200) -> Any:
+    def handler(_req: httpx.Request) -> httpx.Response:
+        ctype = "text/event-stream" if status == 200 else "application/json"
+        return httpx.Response(status, headers={"content-type": ctype}, content=body.encode())
+
+    return CliRunner().invoke(
+        app,
+        list(args),
+        obj={"transport": httpx.MockTransport(handler)},
+        env={
+            "RILL_HOME": str(tmp_path / "home"),
+            "OPENROUTER_API_KEY": KEY,
+            "RILL_MODEL": "",
+            "RILL_BASE_URL": "",
+        },
+    )
+
+
+def parse_sse(text: str) -> list[httpx_sse.ServerSentEvent]:
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=text.encode()
+    )
+    return list(httpx_sse.EventSource(response).iter_sse())
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_sse_format_read_by_httpx_sse(tmp_path: Path, name: str) -> None:
+    result = invoke(tmp_path, STREAMS[name], "-f", "sse", "--no-history", "-m", "a/b", "hi")
+    events = parse_sse(result.stdout)
+    names = [e.event for e in events]
+    assert names[0] == "start"
+    assert names[-1] in ("done", "error")
+    assert sum(n in ("done", "error") for n in names) == 1
+    for e in events:
+        data = json.loads(e.data)
+        assert "\n" not in e.data
+        assert set(data) == EVENT_KEYS[e.event], e.event
+    content = "".join(json.loads(e.data)["content"] for e in events if e.event == "chunk")
+    assert content == EXPECTED_CONTENT[name]
+    terminal = json.loads(events[-1].data)
+    if name == "midstream_error":
+        assert result.exit_code == 7
+        assert names[-1] == "error"
+        assert terminal["code"] == 502 and terminal["exit_code"] == 7
+        assert terminal["message"] == "upstream died"
+        assert terminal["partial"] == {"role": "assistant", "content": "partial"}
+    else:
+        assert result.exit_code == 0
+        assert terminal["usage"]["total_tokens"] == 8
+        assert terminal["usage"]["cost"] == 0.002
+        assert terminal["model"] == "openai/gpt-4o" and terminal["id"] == "gen-77"
+        assert terminal["provider"] == "OpenAI"
+        assert json.loads(events[0].data) == {"chat_id": None, "model": "a/b"}
+
+
+def test_reasoning_and_tool_call_events(tmp_path: Path) -> None:
+    result = invoke(tmp_path, STREAMS["reasoning"], "-f", "jsonl", "--no-history", "hi")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [x["content"] for x in lines if x["event"] == "reasoning"] == ["think ", "hard"]
+    assert lines[-1]["message"] == {"role": "assistant", "content": "Hi", "reasoning": "think hard"}
+    assert lines[-1]["usage"]["reasoning_tokens"] == 1
+
+    result = invoke(tmp_path, STREAMS["tools"], "-f", "jsonl", "--no-history", "hi")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    calls = [x for x in lines if x["event"] == "tool_call"]
+    assert calls[0] == {
+        "event": "tool_call",
+        "index": 0,
+        "id": "call_1",
+        "name": "get",
+        "arguments": "",
+    }
+    assert "".join(c["arguments"] for c in calls) == '{"a":1}'
+    done = lines[-1]
+    assert done["finish_reason"] == "tool_calls"
+    assert done["message"]["tool_calls"] == [
+        {"id": "call_1", "type": "function", "function": {"name": "get", "arguments": '{"a":1}'}}
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_jsonl_lines_parse_and_carry_event_key(tmp_path: Path, name: str) -> None:
+    result = invoke(tmp_path, STREAMS[name], "-f", "jsonl", "--no-history", "hi")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    for line in lines:
+        event = line.pop("event")
+        assert set(line) == EVENT_KEYS[event]
+    assert "".join(x.get("content", "") for x in lines if "done" in x) == EXPECTED_CONTENT[name]
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_json_format_prints_only_the_terminal_object(tmp_path: Path, name: str) -> None:
+    result = invoke(tmp_path, STREAMS[name], "-f", "json", "--no-history", "hi")
+    obj = json.loads(result.stdout)
+    key = "partial" if name == "midstream_error" else "message"
+    assert set(obj) == EVENT_KEYS["error" if key == "partial" else "done"]
+    assert obj[key]["content"] == EXPECTED_CONTENT[name]
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_openai_format_read_by_httpx_sse(tmp_path: Path, name: str) -> None:
+    result = invoke(tmp_path, STREAMS[name], "-f", "openai", "--no-history", "hi")
+    events = parse_sse(result.stdout)
+    assert events[-1].data == "[DONE]"
+    objs = [json.loads(e.data) for e in events[:-1]]
+    content = "".join(
+        (o["choices"][0]["delta"].get("content") or "") for o in objs if o.get("choices")
+    )
+    assert content == EXPECTED_CONTENT[name]
+    if name == "midstream_error":
+        assert objs[-1]["error"]["message"] == "upstream died"
+    else:
+        chunks = [o for o in objs if "choices" in o]
+        assert all(o["object"] == "chat.completion.chunk" for o in chunks)
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        finish = [o["choices"][0]["finish_reason"] for o in chunks if o["choices"]]
+        assert finish[-1] in ("stop", "tool_calls")
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 8
+
+
+def test_raw_format_is_byte_exact(tmp_path: Path) -> None:
+    result = invoke(tmp_path, STREAMS["plain"], "-f", "raw", "--no-history", "hi")
+    assert result.stdout_bytes == STREAMS["plain"].encode()
+
+
+def test_text_format_is_content_only(tmp_path: Path) -> None:
+    result = invoke(tmp_path, STREAMS["reasoning"], "--no-history", "hi")
+    assert result.stdout == "Hi"
+    assert result.stderr == ""
+
+
+def test_error_before_stream_in_every_format(tmp_path: Path) -> None:
+    body = json.dumps({"error": {"code": 402, "message": "Insufficient credits"}})
+    for fmt in ("text", "sse", "jsonl", "json", "openai"):
+        result = invoke(tmp_path, body, "-f", fmt, "--no-history", "hi", status=402)
+        assert result.exit_code == 5, fmt
+        assert "Insufficient credits" in result.stderr
+        if fmt == "json":
+            obj = json.loads(result.stdout)
+            assert obj["code"] == 402 and obj["status"] == 402 and obj["exit_code"] == 5
+            assert obj["partial"] == {"role": "assistant", "content": ""}
+
+
+def test_no_stream_renders_through_the_same_formats(tmp_path: Path) -> None:
+    body = json.dumps(
+        {
+            "id": "gen-5",
+            "model": "openai/gpt-4o",
+            "provider": "OpenAI",
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "whole"},
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    )
+    result = invoke(tmp_path, body, "--no-stream", "-f", "jsonl", "--no-history", "hi")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [x["event"] for x in lines] == ["start", "chunk", "done"]
+    assert lines[-1]["message"]["content"] == "whole"
+    result = invoke(tmp_path, body, "--no-stream", "--no-history", "hi")
+    assert result.stdout == "whole"
