@@ -157,9 +157,9 @@ def test_error_bodies_of_every_shape() -> None:
     code, msg, _ = parse_error_body(
         502, "<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
     )
-    assert (code, msg) == (502, "HTTP 502: 502 Bad Gateway")
+    assert (code, msg) == (502, "502 Bad Gateway")
     code, msg, _ = parse_error_body(500, "")
-    assert (code, msg) == (500, "HTTP 500")
+    assert (code, msg) == (500, "the server gave no error details")
 
 
 def test_retries_429_honouring_retry_after_then_succeeds() -> None:

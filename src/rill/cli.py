@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from rill import __version__
+from rill.completion import complete_chat, complete_model, complete_template
 from rill.errors import ExitCode, RillError
 from rill.render import OutputFormat
 
@@ -128,7 +129,10 @@ def ask(
         list[str] | None,
         typer.Argument(help="Prompt words, joined with spaces; '-' reads stdin only."),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model ID or alias.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model ID or alias.", autocompletion=complete_model),
+    ] = None,
     system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
@@ -137,7 +141,10 @@ def ask(
         bool, typer.Option("--continue", "-c", help="Continue the most recent chat.")
     ] = False,
     chat: Annotated[
-        str | None, typer.Option("--chat", help="Continue this chat (ID or unique prefix).")
+        str | None,
+        typer.Option(
+            "--chat", help="Continue this chat (ID or unique prefix).", autocompletion=complete_chat
+        ),
     ] = None,
     no_history: Annotated[
         bool, typer.Option("--no-history", help="Write nothing under the data folder.")
@@ -188,7 +195,10 @@ def ask(
         bool, typer.Option("--no-stream", help="Ask for the whole answer at once.")
     ] = False,
     template: Annotated[
-        str | None, typer.Option("--template", "-t", help="Use templates/NAME.toml.")
+        str | None,
+        typer.Option(
+            "--template", "-t", help="Use templates/NAME.toml.", autocompletion=complete_template
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,
@@ -197,7 +207,23 @@ def ask(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show internal details on errors.")] = False,
+    markdown: Annotated[
+        bool | None,
+        typer.Option("--markdown/--no-markdown", help="Render markdown on a terminal."),
+    ] = None,
+    show_reasoning: Annotated[
+        bool | None,
+        typer.Option(
+            "--show-reasoning/--hide-reasoning", help="Show reasoning dimmed on a terminal."
+        ),
+    ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Write terminal control sequences in the answer unchanged."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show internal details on errors.")
+    ] = False,
     version: Annotated[
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
@@ -226,6 +252,8 @@ def ask(
             "retries": retries,
             "stats": stats,
             "color": color,
+            "markdown": markdown,
+            "show_reasoning": show_reasoning,
         },
         fmt=fmt,
         continue_chat=continue_,
@@ -237,10 +265,23 @@ def ask(
         template=template,
         params=_params(param or []),
         dry_run=dry_run,
+        raw=raw,
         debug=debug,
         transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
     )
     raise typer.Exit(run_prompt(args))
+
+
+def _register_subcommands() -> None:
+    from rill.commands import config, history, models, templates
+
+    history.register(app)
+    models.register(app)
+    config.register(app)
+    templates.register(app)
+
+
+_register_subcommands()
 
 
 def main() -> None:
@@ -258,4 +299,3 @@ def main() -> None:
             raise
         err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
         sys.exit(int(ExitCode.INTERNAL))
-

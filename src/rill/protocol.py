@@ -10,6 +10,7 @@ own words. No HTTP happens here.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,14 +168,11 @@ def parse_error_body(status: int, text: str) -> tuple[int | str | None, str, Any
         if body.get("message"):  # vLLM before 0.10.1: flat {"object":"error","message",…}
             return body.get("code") or status, _one_line(str(body["message"])), body
     snippet = _html_text(text)
-    reason = f"HTTP {status}"
-    return status, f"{reason}: {snippet}" if snippet else reason, text
+    return status, snippet or "the server gave no error details", text
 
 
 def _html_text(text: str) -> str:
     """A short readable snippet of a non-JSON body (an edge proxy's HTML error page)."""
-    import re
-
     title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
     if title:
         return _one_line(title.group(1), 200)

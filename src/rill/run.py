@@ -33,6 +33,7 @@ class PromptArgs:
     template: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
+    raw: bool = False
     debug: bool = False
     transport: Any = None
 
@@ -100,8 +101,12 @@ def run_prompt(args: PromptArgs) -> int:
         return _print_dry_run(settings, request)
 
     http = make_http_client(settings, args.transport)
-    client = ChatClient(settings, http, on_retry=warn)
-    return _stream(args, settings, client, request, store if recording else None, chat_id, turn, redact)
+    # Retry notes are for people watching; a script's stderr gets only the final outcome.
+    on_retry = warn if args.debug or _isatty(sys.stderr) else None
+    client = ChatClient(settings, http, on_retry=on_retry)
+    return _stream(
+        args, settings, client, request, store if recording else None, chat_id, turn, redact
+    )
 
 
 def _stream(
@@ -135,6 +140,20 @@ def _stream(
     out = sys.stdout.buffer
     tty = _isatty(sys.stdout)
     renderer = make_renderer(args.fmt, out, tty=tty)
+    stderr_tty = _isatty(sys.stderr)
+    if tty or stderr_tty:
+        # Spinner, live markdown, dimmed reasoning and safe output exist only for terminals;
+        # a plain pipe never imports any of it.
+        from rill.tty import for_terminal
+
+        renderer = for_terminal(
+            renderer,
+            fmt=args.fmt,
+            settings=settings,
+            stdout_tty=tty,
+            stderr_tty=stderr_tty,
+            raw=args.raw,
+        )
     try:
         outcome = run_chat(
             client,

@@ -1,0 +1,216 @@
+"""``rill history …`` and ``rill usage``: read what every run recorded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from rill.commands.output import stdout_is_terminal, warn, write_json
+
+if TYPE_CHECKING:
+    from rill.history import HistoryStore
+
+history_app = typer.Typer(
+    name="history",
+    help="List, show, search, export and remove recorded chats.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def open_store() -> HistoryStore:
+    from rill.history import HistoryStore
+    from rill.settings import load_config, resolve_paths
+
+    paths = resolve_paths()
+    fmt = load_config(paths.config_file).get("history_format", "json")
+    return HistoryStore(paths.history_dir, fmt, warn=warn)
+
+
+def _cost(value: Any) -> str:
+    return f"${value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _short_time(value: Any) -> str:
+    return str(value or "")[:16].replace("T", " ")
+
+
+@history_app.command("list")
+def history_list(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many chats.", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List recent chats, most recently used first."""
+    rows = open_store().list_chats(limit)
+    if as_json:
+        write_json(rows)
+        return
+    header = ("ID", "UPDATED", "MODEL", "TURNS", "TOKENS", "COST", "FINISH", "TITLE")
+    table = [
+        (
+            r.get("id", ""),
+            _short_time(r.get("updated")),
+            r.get("model") or "-",
+            str(r.get("turns", "")),
+            f"{r.get('prompt_tokens', 0)}/{r.get('completion_tokens', 0)}",
+            _cost(r.get("cost")),
+            r.get("finish_reason") or "-",
+            r.get("title") or "",
+        )
+        for r in rows
+    ]
+    _print_table(header, table)
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    if stdout_is_terminal():
+        from rich.table import Table
+
+        from rill.commands.output import console
+
+        t = Table(*header, box=None, pad_edge=False, highlight=False)
+        for row in rows:
+            t.add_row(*(str(cell) for cell in row), end_section=False)
+        console().print(t)
+        return
+    import sys
+
+    for row in rows:
+        sys.stdout.write("\t".join(str(cell) for cell in row) + "\n")
+
+
+@history_app.command("show")
+def history_show(
+    ref: Annotated[str, typer.Argument(help="Chat ID, unique prefix, or 'last'.")] = "last",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Show one chat: every turn, with model, finish reason and usage."""
+    store = open_store()
+    chat = store.load(store.resolve(ref))
+    if as_json:
+        write_json(chat)
+        return
+    import sys
+
+    out = sys.stdout
+    out.write(f"chat {chat.get('id')}  {chat.get('title', '')}\n")
+    for ex in chat.get("exchanges", []):
+        model = ex.get("served_model") or ex.get("requested_model") or "-"
+        usage = ex.get("usage") or {}
+        status = ex.get("finish_reason") or ex.get("status") or "-"
+        out.write(
+            f"\n--- {_short_time(ex.get('started_at'))} · {model} · {status}"
+            f" · {usage.get('prompt_tokens', '-')}/{usage.get('completion_tokens', '-')} tokens"
+            f" · {_cost(usage.get('cost'))}\n"
+        )
+        for message in ex.get("messages", []):
+            out.write(f"[{message.get('role')}] {message.get('content')}\n")
+        answer = ex.get("answer") or {}
+        out.write(f"[assistant] {answer.get('content', '')}\n")
+        if ex.get("error"):
+            out.write(f"[error] {ex['error'].get('message', '')}\n")
+
+
+@history_app.command("rm")
+def history_rm(ref: Annotated[str, typer.Argument(help="Chat ID or unique prefix.")]) -> None:
+    """Remove a chat."""
+    store = open_store()
+    chat_id = store.resolve(ref)
+    store.remove(chat_id)
+    warn(f"removed chat {chat_id}")
+
+
+@history_app.command("export")
+def history_export() -> None:
+    """Every exchange as JSON lines, oldest first."""
+    write_json(open_store().export(), lines=True)
+
+
+@history_app.command("search")
+def history_search(
+    text: Annotated[str, typer.Argument(help="Text to look for (case-insensitive).")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Find chats whose prompts or answers contain TEXT."""
+    hits = open_store().search(text)
+    if as_json:
+        write_json(hits)
+        return
+    import sys
+
+    for hit in hits:
+        sys.stdout.write(f"{hit.get('chat_id')}\t{hit.get('role')}\t{hit.get('snippet')}\n")
+    if not hits:
+        raise typer.Exit(1)
+
+
+@history_app.command("reindex")
+def history_reindex() -> None:
+    """Rebuild the index from the chat files."""
+    count = open_store().reindex()
+    warn(f"indexed {count} exchanges")
+
+
+_SINCE = re.compile(r"^(\d+)([hdw])$")
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    if not value:
+        return None
+    now = now or datetime.now(UTC)
+    match = _SINCE.match(value.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        hours = {"h": 1, "d": 24, "w": 24 * 7}[unit] * amount
+        return now - timedelta(hours=hours)
+    try:
+        day = datetime.strptime(value.strip(), "%Y-%m-%d")
+    except ValueError:
+        raise typer.BadParameter(
+            "expected a duration like 7d, 12h, 2w or a date YYYY-MM-DD", param_hint="--since"
+        ) from None
+    return day.replace(tzinfo=UTC)
+
+
+def usage_command(
+    since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 2w or YYYY-MM-DD.")] = None,
+    by: Annotated[str, typer.Option("--by", help="Group by model or day.")] = "model",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Token and cost totals from history, grouped by served model or by day."""
+    if by not in ("model", "day"):
+        raise typer.BadParameter("must be model or day", param_hint="--by")
+    start = parse_since(since)
+    store = open_store()
+    rows = store.usage(since=start, by=by)  # type: ignore[arg-type]
+    total = store.usage_total(since=start)
+    if as_json:
+        write_json(
+            {"by": by, "since": start.isoformat() if start else None, "rows": rows, "total": total}
+        )
+        return
+    header = (by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "REASONING", "CACHED", "COST")
+
+    def cells(key: str, r: dict[str, Any]) -> tuple[str, ...]:
+        return (
+            key,
+            str(r.get("requests", 0)),
+            str(r.get("prompt_tokens", 0)),
+            str(r.get("completion_tokens", 0)),
+            str(r.get("reasoning_tokens", 0)),
+            str(r.get("cached_tokens", 0)),
+            _cost(r.get("cost", 0)),
+        )
+
+    table = [cells(str(r.get("key")), r) for r in rows]
+    table.append(cells("TOTAL", total))
+    _print_table(header, table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(history_app)
+    app.command("usage")(usage_command)
