@@ -156,7 +156,7 @@ class Headers(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
@@ -475,6 +475,7 @@ def _openrouter_error(
 ) -> tuple[str, dict[str, Any] | None, dict[str, Any]]:
     """(message, metadata, top-level extras) of an OpenRouter error body."""
     user = {"user_id": _USER_ID}
+    meta: dict[str, Any] | None
     if status == 400:
         if kind == "context-length":
             msg = (
@@ -933,7 +934,9 @@ def _pieces(ctx: _Ctx) -> list[tuple[str, Any]]:
     return out
 
 
-def _token_counts(ctx: _Ctx, pieces: list[tuple[str, Any]], upto: int | None = None) -> tuple:
+def _token_counts(
+    ctx: _Ctx, pieces: list[tuple[str, Any]], upto: int | None = None
+) -> tuple[int, int, int]:
     """(prompt, completion, reasoning) tokens: one token per piece."""
     s = ctx.scenario
     sent = pieces if upto is None else pieces[:upto]
@@ -954,7 +957,7 @@ def _price(models: list[dict[str, Any]], model: str) -> tuple[float, float]:
     return 0.0000025, 0.00001
 
 
-def _usage(ctx: _Ctx, counts: tuple, price: tuple[float, float]) -> dict[str, Any]:
+def _usage(ctx: _Ctx, counts: tuple[int, int, int], price: tuple[float, float]) -> dict[str, Any]:
     s = ctx.scenario
     if s.usage is not None:
         return dict(s.usage)
@@ -1034,7 +1037,7 @@ class _Builder:
     def chunk(self, choices: list[Any], usage: Any = _MISSING) -> dict[str, Any]:
         c, p = self.ctx, self.persona
         fp = self.s.system_fingerprint
-        head = {"id": c.gen_id}
+        head: dict[str, Any] = {"id": c.gen_id}
         if p == "openrouter":
             d = {**head, "provider": self.s.provider, "model": c.model}
             d.update({"object": "chat.completion.chunk", "created": c.created, "choices": choices})
@@ -1469,7 +1472,7 @@ def _send_json(
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
@@ -1492,7 +1495,7 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_header
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def setup(self) -> None:
@@ -1564,6 +1567,7 @@ class FakeOpenRouter:
         self._stopping = threading.Event()
         self._conns: set[socket.socket] = set()
         self._epoch = 0
+        self._active = 0  # chat responses being written (live count, survives reset)
         self.reset()
 
     # lifecycle
@@ -1636,7 +1640,6 @@ class FakeOpenRouter:
             self._queue: deque[list[Any]] = deque()
             self._disconnects_seen = 0
             self._generation_polls: dict[str, int] = {}
-            self._active = 0
             self._cond.notify_all()
 
     def enqueue(self, *scenarios: Scenario) -> None:
@@ -1792,8 +1795,10 @@ class FakeOpenRouter:
             return
         requested = str(body.get("model") or "")
         created = scenario.created if scenario.created is not None else int(time.time())
-        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
-        reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+        options: dict[str, Any] = body.get("stream_options") or {}
+        reasoning: dict[str, Any] = body.get("reasoning") or {}
+        options = options if isinstance(options, dict) else {}
+        reasoning = reasoning if isinstance(reasoning, dict) else {}
         ctx = _Ctx(
             scenario=scenario,
             persona=persona,
@@ -1890,7 +1895,11 @@ class FakeOpenRouter:
         return gen
 
     def _close_generation(
-        self, ctx: _Ctx, gen: Generation, counts: tuple, finish: tuple[str, str] | None
+        self,
+        ctx: _Ctx,
+        gen: Generation,
+        counts: tuple[int, int, int],
+        finish: tuple[str, str] | None,
     ) -> None:
         prompt, completion, reasoning = counts
         price = _price(self.models, ctx.model)
