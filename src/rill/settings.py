@@ -284,7 +284,12 @@ def resolve_settings(
         stats=bool(pick("stats", None, False)),
         markdown=pick("markdown"),
         show_reasoning=pick("show_reasoning"),
-        color=str(pick("color", None, "auto")),
+        # NO_COLOR / FORCE_COLOR are the environment's say on colour: they beat config.toml.
+        color=str(
+            flags.get("color")
+            or ("auto" if env.get("NO_COLOR") or env.get("FORCE_COLOR") else None)
+            or config.get("color", "auto")
+        ),
         aliases=aliases,
         paths=paths,
     )
