@@ -1,0 +1,658 @@
+"""The history store: prompt on disk first, journals, interrupted runs, concurrency, damage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rill.errors import ExitCode, UsageError
+from rill.history import (
+    SCHEMA_VERSION,
+    ExchangeStart,
+    HistoryError,
+    HistoryStore,
+    Recorder,
+    new_id,
+    usage_total,
+)
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def warnings() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def store(tmp_path: Path, warnings: list[str]) -> HistoryStore:
+    return HistoryStore(tmp_path / "history", warn=warnings.append)
+
+
+def start(
+    prompt: str = "hello there", chat_id: str | None = None, system: str | None = None
+) -> ExchangeStart:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    return ExchangeStart(
+        chat_id=chat_id,
+        messages=messages,
+        requested_model="openai/gpt-4o-mini",
+        request={"temperature": 0.2, "max_tokens": None},
+        base_url="https://openrouter.ai/api/v1",
+    )
+
+
+def outcome(content: str = "the answer", **extra: Any) -> dict[str, Any]:
+    return {
+        "content": content,
+        "served_model": "openai/gpt-4o-mini-2024-07-18",
+        "provider": "OpenAI",
+        "generation_id": "gen-1",
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 0.25},
+        "timings": {"started_at": "2025-01-01T00:00:00Z", "ttft_ms": 12.5, "duration_ms": 40.0},
+        **extra,
+    }
+
+
+def chat_file(store: HistoryStore, chat_id: str) -> dict[str, Any]:
+    path = store.chat_path(chat_id)
+    assert path is not None
+    text = path.read_text()
+    return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+
+
+def exchange(store: HistoryStore, prompt: str, chat_id: str | None = None, **kw: Any) -> Recorder:
+    recorder = store.begin(start(prompt, chat_id))
+    recorder.add(kw.pop("content", f"answer to {prompt}"))
+    recorder.finish(outcome(content=None, **kw))
+    return recorder
+
+
+def index_lines(store: HistoryStore) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (store.root / "index.jsonl").read_text().splitlines()]
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def test_begin_writes_the_prompt_before_finish(store: HistoryStore) -> None:
+    recorder = store.begin(start("what is rill?", system="be brief"))
+    assert recorder.enabled and len(recorder.chat_id) == 12
+    on_disk = chat_file(store, recorder.chat_id)
+    assert on_disk["schema_version"] == SCHEMA_VERSION
+    assert on_disk["title"] == "what is rill?"
+    (ex,) = on_disk["exchanges"]
+    assert ex["status"] == "running" and "finish_reason" not in ex
+    assert ex["messages"][1] == {"role": "user", "content": "what is rill?"}
+    assert ex["request"] == {"temperature": 0.2}  # None dropped
+    assert recorder.journal is not None and recorder.journal.exists()
+    assert [line["ev"] for line in index_lines(store)] == ["begin"]
+
+    recorder.add("It streams")
+    recorder.add(" answers.")
+    recorder.finish(outcome(content=None))
+    (ex,) = chat_file(store, recorder.chat_id)["exchanges"]
+    assert ex["status"] == "done" and ex["finish_reason"] == "stop"
+    assert ex["answer"] == {"content": "It streams answers."}
+    assert ex["served_model"] == "openai/gpt-4o-mini-2024-07-18"
+    assert ex["usage"]["cost"] == 0.25 and ex["timings"]["ttft_ms"] == 12.5
+    assert not recorder.journal.exists()
+    assert [line["ev"] for line in index_lines(store)] == ["begin", "end"]
+    recorder.finish(outcome(content="ignored"))  # idempotent
+    assert chat_file(store, recorder.chat_id)["exchanges"][0]["answer"]["content"] == (
+        "It streams answers."
+    )
+
+
+def test_add_journals_at_most_once_a_second(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = HistoryStore(tmp_path, clock=clock)
+    recorder = store.begin(start())
+    assert recorder.journal is not None
+
+    def journalled() -> list[str]:
+        lines = recorder.journal.read_text().splitlines()[1:]  # [0] is the header
+        return [json.loads(line).get("c", "") for line in lines]
+
+    recorder.add("a")  # the first delta is journalled at once
+    assert journalled() == ["a"]
+    clock.now += 0.5
+    recorder.add("b")
+    recorder.add("c", reasoning="thinking")
+    assert journalled() == ["a"]
+    clock.now += 0.6
+    recorder.add("d")
+    assert journalled() == ["a", "bcd"]
+    live = store.load(recorder.chat_id)["exchanges"][0]  # this process is the live writer
+    assert live["status"] == "running"
+    assert live["answer"] == {"content": "abcd", "reasoning": "thinking"}
+    assert store.list_chats()[0]["finish_reason"] == "running"
+    recorder.finish({"finish_reason": "cancelled"})
+    ex = store.load(recorder.chat_id)["exchanges"][0]
+    assert ex["answer"] == {"content": "abcd", "reasoning": "thinking"}
+    assert ex["finish_reason"] == "cancelled"
+
+
+def test_text_received_before_a_stall_is_journalled_within_about_a_second(
+    store: HistoryStore,
+) -> None:
+    recorder = store.begin(start())
+    assert recorder.journal is not None
+    recorder.add("one ")  # journalled at once
+    recorder.add("two ")  # within the second: waits, and no further delta comes
+    t0 = time.monotonic()
+    while "two" not in recorder.journal.read_text():
+        assert time.monotonic() - t0 < 3, "pending text was never journalled"
+        time.sleep(0.02)
+    assert time.monotonic() - t0 < 1.5
+    recorder.finish({"finish_reason": "stop"})
+
+
+WRITER = """
+import sys, time
+sys.path.insert(0, {src!r})
+from pathlib import Path
+from rill.history import ExchangeStart, HistoryStore
+store = HistoryStore(Path({root!r}))
+recorder = store.begin(ExchangeStart(None, [{{"role": "user", "content": "tell me"}}],
+                                     "m", {{}}, "http://127.0.0.1"))
+recorder.add("partial ")
+recorder.add("answer")
+recorder.flush()
+print("ready", recorder.chat_id, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_writer_shows_as_interrupted_with_its_partial_answer(
+    store: HistoryStore,
+) -> None:
+    code = WRITER.format(src=SRC, root=str(store.root))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # bounded by the test timeout
+        assert line.startswith("ready"), line
+        chat_id = line.split()[1]
+        assert store.list_chats()[0]["finish_reason"] == "running"
+        assert store.load(chat_id)["exchanges"][0]["status"] == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    assert store.list_chats()[0]["finish_reason"] == "interrupted"
+    (ex,) = store.load(chat_id)["exchanges"]
+    assert ex["finish_reason"] == "interrupted"
+    assert ex["answer"]["content"] == "partial answer"
+    # load() wrote the resolution back: the journal is gone, the file and index say so.
+    (saved,) = chat_file(store, chat_id)["exchanges"]
+    assert saved["finish_reason"] == "interrupted" and saved["status"] == "done"
+    assert not (store.root / "journal" / f"{ex['id']}.jsonl").exists()
+    assert index_lines(store)[-1]["finish"] == "interrupted"
+    assert [(c["title"], c["finish_reason"]) for c in store.list_chats()] == [
+        ("tell me", "interrupted")
+    ]
+    assert store.conversation(chat_id)[-1] == {"role": "assistant", "content": "partial answer"}
+
+
+RACER = """
+import sys, time
+sys.path.insert(0, {src!r})
+from pathlib import Path
+from rill.history import ExchangeStart, HistoryStore
+root = Path({root!r})
+while not (root.parent / "go").exists():
+    time.sleep(0.002)
+store = HistoryStore(root, {fmt!r}, warn=lambda m: sys.exit(m))
+recorder = store.begin(ExchangeStart({chat!r}, [{{"role": "user", "content": "racer {n}"}}],
+                                     "m", {{}}, "http://127.0.0.1"))
+recorder.add("answer {n}")
+recorder.finish({{"finish_reason": "stop", "served_model": "m", "usage": {{"cost": 1}}}})
+"""
+
+
+def race(store: HistoryStore, count: int, chat: str | None, fmt: str = "json") -> None:
+    scripts = [
+        RACER.format(src=SRC, root=str(store.root), fmt=fmt, chat=chat, n=n) for n in range(count)
+    ]
+    go = store.root.parent / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", s], stderr=subprocess.PIPE) for s in scripts]
+    time.sleep(0.3)  # let them start and wait at the line
+    go.touch()
+    for proc in procs:
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    go.unlink()
+
+
+def test_twenty_processes_creating_chats_at_once_all_land(
+    store: HistoryStore, warnings: list[str]
+) -> None:
+    race(store, 20, None)
+    chats = store.list_chats(limit=None)
+    assert len(chats) == 20 and {c["finish_reason"] for c in chats} == {"stop"}
+    titles = sorted(c["title"] for c in chats)
+    assert titles == sorted(f"racer {n}" for n in range(20))
+    for chat in chats:
+        (ex,) = store.load(chat["id"])["exchanges"]
+        assert ex["answer"]["content"] == f"answer {chat['title'].split()[1]}"
+    assert len(index_lines(store)) == 40
+    assert store.usage_total()["requests"] == 20
+    assert store.reindex() == 20
+    assert warnings == []
+    assert list((store.root / "journal").iterdir()) == []
+
+
+def test_processes_appending_to_one_chat_lose_nothing(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history", "toml")
+    first = exchange(store, "first")
+    race(store, 10, first.chat_id, "json")  # the chat stays TOML
+    exchanges = store.load(first.chat_id)["exchanges"]
+    assert len(exchanges) == 11
+    assert {ex["answer"]["content"] for ex in exchanges[1:]} == {f"answer {n}" for n in range(10)}
+    assert all(ex["finish_reason"] == "stop" for ex in exchanges)
+    assert store.list_chats()[0]["turns"] == 11
+    assert first.path is not None and first.path.suffix == ".toml"
+
+
+# --- failures and damage -------------------------------------------------------------------------
+
+
+def test_an_unwritable_root_disables_the_recorder_with_one_warning(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    store = HistoryStore(blocker / "history", warn=warnings.append)
+    recorder = store.begin(start())
+    assert not recorder.enabled and recorder.path is None and recorder.chat_id == ""
+    recorder.add("text")
+    recorder.finish(outcome())
+    assert len(warnings) == 1
+    assert warnings[0].startswith("history: cannot write ")
+    assert warnings[0].endswith("; the answer is not saved")
+    assert store.list_chats() == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_root_disables_the_recorder(tmp_path: Path, warnings: list[str]) -> None:
+    store = HistoryStore(tmp_path / "history", warn=warnings.append)
+    exchange(store, "before")
+    os.chmod(store.root / "chats", 0o500)
+    try:
+        recorder = store.begin(start())
+    finally:
+        os.chmod(store.root / "chats", 0o700)
+    assert not recorder.enabled and len(warnings) == 1
+
+
+def test_an_unknown_chat_is_a_usage_error_before_anything_is_written(store: HistoryStore) -> None:
+    with pytest.raises(UsageError, match="no chat matches 'abcdef123456'"):
+        store.begin(start(chat_id="abcdef123456"))
+    assert not store.root.exists()
+    with pytest.raises(UsageError):
+        store.begin(start(chat_id="../../etc/passwd"))
+
+
+def damage(store: HistoryStore) -> tuple[Path, Path]:
+    exchange(store, "healthy")
+    broken = store.root / "chats" / "badbadbadbad.json"
+    broken.write_text('{"schema_version": 1, "id": "badbadbadbad", "exchanges": [')
+    wrong = store.root / "chats" / "wrongtypes00.toml"
+    wrong.write_text('schema_version = 1\nid = "wrongtypes00"\nexchanges = "oops"\n')
+    return broken, wrong
+
+
+def test_damaged_chat_files_are_skipped_with_a_warning(
+    store: HistoryStore, warnings: list[str]
+) -> None:
+    broken, wrong = damage(store)
+    assert store.reindex() == 1
+    assert len(store.list_chats()) == 1
+    assert [hit["role"] for hit in store.search("HEALTHY")] == ["user", "assistant"]
+    assert len(list(store.export())) == 1
+    assert store.usage_total()["requests"] == 1
+    assert any(str(broken) in w for w in warnings) and any(str(wrong) in w for w in warnings)
+    assert all("\n" not in w for w in warnings)
+
+    with pytest.raises(HistoryError) as caught:
+        store.load("badbadbadbad")
+    assert str(broken) in caught.value.message and "\n" not in caught.value.message
+    assert caught.value.exit_code == ExitCode.CONFIG
+    with pytest.raises(HistoryError, match="exchanges is not a list"):
+        store.conversation("wrongtypes00")
+
+
+def test_damaged_index_lines_are_skipped_with_one_warning(
+    store: HistoryStore, warnings: list[str]
+) -> None:
+    one = exchange(store, "one")
+    with (store.root / "index.jsonl").open("a") as index:
+        index.write("not json\n[1, 2]\n")
+        index.write(f'{{"ex":"x","chat":"{one.chat_id}","ev":"end","at":"2","cost":"free"}}\n')
+    exchange(store, "two")
+    assert [(c["title"], c["turns"], c["cost"]) for c in store.list_chats()] == [
+        ("two", 1, 0.25),
+        ("one", 2, 0.25),
+    ]
+    assert store.usage_total()["requests"] == 2  # the line with a text cost is left out
+    assert warnings == [f"history: skipped 2 damaged line(s) in {store.root / 'index.jsonl'}"]
+
+
+def test_a_missing_index_is_rebuilt(store: HistoryStore) -> None:
+    exchange(store, "one")
+    second = exchange(store, "two")
+    (store.root / "index.jsonl").unlink()
+    assert [c["title"] for c in store.list_chats()] == ["two", "one"]
+    assert (store.root / "index.jsonl").exists()
+    (store.root / "index.jsonl").unlink()
+    exchange(store, "three", chat_id=second.chat_id)  # rebuilt before the new line is added
+    assert [(c["title"], c["turns"]) for c in store.list_chats()] == [("two", 2), ("one", 1)]
+
+
+def test_a_chat_damaged_while_running_keeps_the_answer_in_the_journal(
+    store: HistoryStore, warnings: list[str]
+) -> None:
+    recorder = store.begin(start())
+    recorder.add("precious text")
+    assert recorder.path is not None and recorder.journal is not None
+    recorder.path.write_text("{ edited by hand")
+    recorder.finish(outcome(content=None))
+    (warning,) = warnings
+    assert warning.startswith(f"history: cannot save the answer to {recorder.path}: damaged")
+    assert "precious text" in recorder.journal.read_text()
+    recorder.path.write_text(json.dumps({"id": recorder.chat_id, "exchanges": []}))
+    assert store.load(recorder.chat_id)["exchanges"] == []  # a fixed file loads again
+
+
+def test_add_is_cheap_enough_for_every_delta(store: HistoryStore) -> None:
+    recorder = store.begin(start())
+    t0 = time.perf_counter()
+    for _ in range(100_000):
+        recorder.add("tok")
+    assert time.perf_counter() - t0 < 1.0
+    recorder.finish({"finish_reason": "stop"})
+    assert store.load(recorder.chat_id)["exchanges"][0]["answer"]["content"] == "tok" * 100_000
+
+
+def test_a_chat_removed_while_running_stays_removed(store: HistoryStore) -> None:
+    recorder = store.begin(start())
+    store.remove(recorder.chat_id)
+    recorder.finish(outcome())
+    assert store.chat_path(recorder.chat_id) is None
+    assert store.list_chats() == [] and store.usage() == []
+
+
+# --- formats and files ------------------------------------------------------------------------
+
+
+def test_toml_round_trip_keeps_text_exact_and_has_no_nulls(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path, "toml")
+    tricky = 'line one\rline two\n"""quoted"""\\ and \x00 and \u2028 end'
+    recorder = store.begin(start(tricky))
+    assert recorder.path is not None and recorder.path.suffix == ".toml"
+    recorder.finish(
+        outcome(
+            content="multi\nline\nanswer\n",
+            reasoning=None,
+            tool_calls=[{"id": "t1", "function": {"name": "f", "arguments": "{}"}, "x": None}],
+            error=None,
+        )
+    )
+    text = recorder.path.read_text()
+    assert '"""\nmulti\nline\nanswer\n"""' in text  # multi-line strings stay readable
+    data = tomllib.loads(text)
+    (ex,) = data["exchanges"]
+    assert ex["messages"][0]["content"] == tricky
+    assert ex["answer"]["tool_calls"] == [
+        {"id": "t1", "function": {"name": "f", "arguments": "{}"}}
+    ]
+    assert "error" not in ex and "reasoning" not in ex["answer"]
+    # tomli_w would turn CRLF into LF inside a multi-line string: such a chat stays exact.
+    crlf = exchange(store, "windows\r\ntext", content="a\r\nb\n")
+    (ex,) = chat_file(store, crlf.chat_id)["exchanges"]
+    assert ex["messages"][0]["content"] == "windows\r\ntext"
+    assert ex["answer"]["content"] == "a\r\nb\n"
+    # A JSON store reads TOML chats, and a chat keeps the format it was created with.
+    json_store = HistoryStore(tmp_path, "json")
+    exchange(json_store, "again", chat_id=recorder.chat_id)
+    assert json_store.chat_path(recorder.chat_id) == recorder.path
+    assert len(json_store.load(recorder.chat_id)["exchanges"]) == 2
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_folders_are_private_and_files_0600(store: HistoryStore, loose_umask: None) -> None:
+    recorder = store.begin(start())
+    recorder.add("x")
+    paths = [store.root, store.root / "chats", store.root / "journal"]
+    files = [recorder.path, recorder.journal, store.root / "index.jsonl", store.root / ".lock"]
+    recorder.finish(outcome())
+    files.remove(recorder.journal)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o700] * 3
+    assert [stat.S_IMODE(p.stat().st_mode) for p in files if p] == [0o600] * 3
+    store.reindex()
+    assert stat.S_IMODE((store.root / "index.jsonl").stat().st_mode) == 0o600
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def test_list_chats_newest_used_first_with_sums(store: HistoryStore) -> None:
+    one = exchange(store, "one\nsecond line")
+    two = exchange(store, "x" * 100)
+    exchange(store, "three", chat_id=one.chat_id)
+    running = store.begin(start("running"))
+    rows = store.list_chats()
+    assert [r["id"] for r in rows] == [running.chat_id, one.chat_id, two.chat_id]
+    assert rows[0]["finish_reason"] == "running" and rows[0]["model"] == "openai/gpt-4o-mini"
+    assert rows[1]["title"] == "one" and rows[1]["turns"] == 2
+    assert rows[1]["prompt_tokens"] == 20 and rows[1]["completion_tokens"] == 10
+    assert rows[1]["cost"] == 0.5 and rows[1]["finish_reason"] == "stop"
+    assert rows[1]["model"] == "openai/gpt-4o-mini-2024-07-18"
+    assert rows[1]["created"] <= rows[1]["updated"]
+    assert len(rows[2]["title"]) == 60 and rows[2]["title"].endswith("…")
+    assert store.list_chats(limit=1) == rows[:1]
+    running.finish(outcome())
+
+
+def test_resolve_last_full_id_and_prefixes(store: HistoryStore) -> None:
+    with pytest.raises(UsageError, match="history is empty"):
+        store.resolve("last")
+    assert store.last_chat_id() is None
+    ids = ["abc111111111", "abc222222222", "abd333333333"]
+    for chat_id in ids:
+        (store.root / "chats").mkdir(parents=True, exist_ok=True)
+        (store.root / "chats" / f"{chat_id}.json").write_text(
+            json.dumps({"schema_version": 1, "id": chat_id, "exchanges": []})
+        )
+    assert store.resolve("abd") == "abd333333333"
+    assert store.resolve("abc111111111") == "abc111111111"
+    with pytest.raises(UsageError, match="'abc' matches 2 chats: abc111111111, abc222222222"):
+        store.resolve("abc")
+    with pytest.raises(UsageError, match="no chat matches 'zzz'"):
+        store.resolve("zzz")
+
+    older = exchange(store, "older")
+    newer = store.begin(start("newer"))
+    older_again = store.begin(start("again", chat_id=older.chat_id))
+    newer.finish(outcome())  # finishing later does not make a chat "last"; beginning does
+    assert store.resolve("last") == older.chat_id
+    older_again.finish(outcome())
+    third = exchange(store, "third")
+    assert store.last_chat_id() == third.chat_id
+    store.remove(third.chat_id)
+    assert store.last_chat_id() == older.chat_id
+    store.reindex()
+    assert store.last_chat_id() == older.chat_id
+
+
+def test_conversation_orders_turns_and_keeps_the_latest_system(store: HistoryStore) -> None:
+    first = store.begin(start("q1", system="sys one"))
+    first.add("a1")
+    first.finish(outcome(content=None, reasoning_details=[{"type": "reasoning.text"}]))
+    second = store.begin(start("q2", chat_id=first.chat_id))
+    second.finish({"finish_reason": "error", "error": {"message": "boom"}})  # produced nothing
+    third = store.begin(start("q3", chat_id=first.chat_id, system="sys two"))
+    third.add("partial")
+    third.finish({"finish_reason": "cancelled"})
+    fourth = store.begin(start("q4", chat_id=first.chat_id))
+    calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    fourth.finish({"finish_reason": "tool_calls", "tool_calls": calls})
+    assert store.conversation(first.chat_id) == [
+        {"role": "system", "content": "sys two"},
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1", "reasoning_details": [{"type": "reasoning.text"}]},
+        {"role": "user", "content": "q2"},
+        {"role": "user", "content": "q3"},
+        {"role": "assistant", "content": "partial"},
+        {"role": "user", "content": "q4"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+    ]
+
+
+def test_search_export_and_remove(store: HistoryStore) -> None:
+    one = exchange(store, "Tell me about Rome", content="Rome was not built in a day.")
+    two = exchange(store, "and Paris?", content="PARIS is the capital of France")
+    hits = store.search("paris")
+    assert [(h["chat_id"], h["role"]) for h in hits] == [
+        (two.chat_id, "user"),
+        (two.chat_id, "assistant"),
+    ]
+    assert hits[1]["snippet"] == "PARIS is the capital of France"
+    long = exchange(store, "padding " * 30 + "needle" + "\nmore" * 30, content="no")
+    (hit,) = store.search("NEEDLE")
+    assert hit["chat_id"] == long.chat_id and "\n" not in hit["snippet"]
+    assert hit["snippet"].startswith("…") and hit["snippet"].endswith("…")
+    with pytest.raises(UsageError):
+        store.search("")
+
+    rows = list(store.export())
+    assert [r["chat_id"] for r in rows] == [one.chat_id, two.chat_id, long.chat_id]
+    assert rows[0]["schema_version"] == 1 and rows[0]["exchange_id"] == one.exchange_id
+    assert rows[0]["messages"] == [{"role": "user", "content": "Tell me about Rome"}]
+    assert rows[0]["answer"]["content"] == "Rome was not built in a day."
+    json.dumps(rows)
+
+    store.remove(one.chat_id)
+    assert store.chat_path(one.chat_id) is None
+    assert [c["id"] for c in store.list_chats()] == [long.chat_id, two.chat_id]
+    assert store.usage_total()["requests"] == 2
+    assert index_lines(store)[-1] == {"chat": one.chat_id, "ev": "rm", "at": ANY_TIME}
+    with pytest.raises(UsageError):
+        store.remove(one.chat_id)
+    assert store.reindex() == 2
+
+
+class _AnyTime:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.endswith("Z") and len(other) == 24
+
+
+ANY_TIME: Any = _AnyTime()
+
+
+def write_index(store: HistoryStore, records: list[dict[str, Any]]) -> None:
+    store.root.mkdir(parents=True)
+    lines = [json.dumps(r, separators=(",", ":")) + "\n" for r in records]
+    (store.root / "index.jsonl").write_text("".join(lines))
+
+
+def test_usage_by_model_and_day_since_and_total(store: HistoryStore) -> None:
+    def line(n: int, at: str, served: str | None, cost: float, **usage: int) -> dict[str, Any]:
+        record = {"ex": f"e{n}", "chat": f"c{n}", "ev": "end", "at": at, "model": "req"}
+        return record | ({"served": served} if served else {}) | usage | {"cost": cost}
+
+    write_index(
+        store,
+        [
+            line(1, "2025-01-01T10:00:00.000Z", "a", 1.0, prompt_tokens=10, completion_tokens=1),
+            line(2, "2025-01-02T10:00:00.000Z", "b", 3.0, reasoning_tokens=7, cached_tokens=2),
+            line(3, "2025-01-02T11:00:00.000Z", "a", 0.5, prompt_tokens=5),
+            line(4, "2025-01-03T09:00:00.000Z", None, 0.25),
+            {"ex": "e5", "chat": "c5", "ev": "begin", "at": "2025-01-03T10:00:00.000Z"},
+        ],
+    )
+    by_model = store.usage()
+    assert [(r["key"], r["requests"], r["cost"]) for r in by_model] == [
+        ("b", 1, 3.0),
+        ("a", 2, 1.5),
+        ("req", 1, 0.25),
+        ("unknown", 1, 0.0),
+    ]
+    assert by_model[1] == {
+        "key": "a",
+        "requests": 2,
+        "prompt_tokens": 15,
+        "completion_tokens": 1,
+        "reasoning_tokens": 0,
+        "cached_tokens": 0,
+        "cost": 1.5,
+    }
+    assert [r["key"] for r in store.usage(by="day")] == ["2025-01-01", "2025-01-02", "2025-01-03"]
+    since = datetime(2025, 1, 2, 10, 30, tzinfo=UTC)
+    assert [r["requests"] for r in store.usage(since, by="day")] == [1, 2]
+    total = store.usage_total(since)
+    assert total["key"] == "total" and total["requests"] == 3 and total["cost"] == 0.75
+    assert usage_total(by_model)["cost"] == 4.75
+    assert store.usage(datetime.now(UTC) + timedelta(days=1)) == []
+
+
+def test_new_ids_are_twelve_hex_characters() -> None:
+    ids = {new_id() for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 12 and int(i, 16) >= 0 for i in ids)
+
+
+def test_last_chat_is_found_past_the_end_of_a_large_index(store: HistoryStore) -> None:
+    def line(ex: str, chat: str, ev: str) -> dict[str, Any]:
+        return {
+            "ex": ex,
+            "chat": chat,
+            "ev": ev,
+            "at": "2025-01-01T00:00:00.000Z",
+            "pad": "x" * 200,
+        }
+
+    begun = [line(f"a{n}", "aaaaaaaaaaaa", "begin") for n in range(3000)]
+    ended = [line(f"a{n}", "aaaaaaaaaaaa", "end") for n in range(6000)]  # > 1 MiB of end lines
+    write_index(store, [*begun, line("b", "bbbbbbbbbbbb", "begin"), *ended])
+    (store.root / "chats").mkdir()
+    for chat_id in ("aaaaaaaaaaaa", "bbbbbbbbbbbb"):
+        chat = {"schema_version": 1, "id": chat_id, "exchanges": []}
+        (store.root / "chats" / f"{chat_id}.json").write_text(json.dumps(chat))
+    assert (store.root / "index.jsonl").stat().st_size > 1 << 20
+    assert store.last_chat_id() == "bbbbbbbbbbbb"
+    with (store.root / "index.jsonl").open("a") as index:
+        index.write(json.dumps(line("c", "aaaaaaaaaaaa", "begin"), separators=(",", ":")) + "\n")
+    assert store.last_chat_id() == "aaaaaaaaaaaa"
