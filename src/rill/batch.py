@@ -1,0 +1,953 @@
+"""``rill batch``: many independent prompts, run concurrently, one JSON line per finished item.
+
+The input is read whole and checked before anything is sent (duplicate ids are a usage error; a
+line that cannot be sent becomes a failed item, exit 2, without stopping the others). Each item
+becomes one ``Request`` and runs through ``session.run_chat`` on a worker thread, exactly as the
+prompt command runs one — same retries, same history record (one chat per item) — and the line
+written for it is its terminal event (``Done`` or ``Error``) with ``"id"`` put first.
+
+All workers share one ``httpx.Client`` whose pool keeps one connection per job, and one
+``BackoffGate``: a 429 or a ``Retry-After`` on any item pushes the gate's deadline, and every
+worker waits at the gate before its next send, so the whole batch slows down instead of each
+worker running into the limit on its own.
+
+Lines are written whole, one write each, under a lock: in completion order, or in input order with
+``ordered`` (early results wait in a buffer). With an output file, ids whose ``done`` line is
+already in it are skipped, which makes a killed batch resumable and lets shards be merged by id.
+Stopping (SIGINT, SIGTERM, SIGHUP, a closed stdout) raises one flag: no new item starts, and every
+socket of the pool is shut down, which wakes each blocked worker; its stream then raises
+``Cancelled``, so the session records the partial answer with finish reason ``cancelled``. A
+cancelled item writes no line: the next run picks it up. No typer or rich here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
+
+import httpx
+
+from rill.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient
+from rill.errors import Cancelled, ExitCode, NetworkError, RillError, UsageError
+from rill.events import Done, Error, Start, Terminal
+from rill.protocol import Request
+from rill.session import NullRecorder, Recorder, run_chat
+from rill.settings import Settings
+
+if TYPE_CHECKING:
+    from rill.history import HistoryStore
+
+ItemId = str | int
+#: Failure messages shown on stderr before the rest are left to the output lines.
+SHOWN_FAILURES = 10
+_STOP_SIGNALS = {
+    signal.SIGINT: ("SIGINT", ExitCode.INTERRUPTED),
+    signal.SIGTERM: ("SIGTERM", ExitCode.TERMINATED),
+    signal.SIGHUP: ("SIGHUP", ExitCode.TERMINATED),
+}
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One input line. ``problem`` says why it cannot be sent (it is then reported as failed)."""
+
+    line: int
+    id: ItemId | None
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    model: str | None = None
+    system: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        return None if self.id is None else id_key(self.id)
+
+
+def id_key(value: ItemId) -> str:
+    """Ids compare by their JSON spelling: ``1`` and ``"1"`` are different items."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value != "")
+
+
+def _item_problem(obj: dict[str, Any]) -> str | None:
+    if "id" not in obj:
+        return "no id"
+    if not _valid_id(obj["id"]):
+        return "id must be a non-empty string or an integer"
+    prompt, messages = obj.get("prompt"), obj.get("messages")
+    if prompt is not None and messages is not None:
+        return "give prompt or messages, not both"
+    if prompt is None and messages is None:
+        return "no prompt or messages"
+    if prompt is not None and not (isinstance(prompt, str) and prompt.strip()):
+        return "prompt must be a non-empty string"
+    if messages is not None and not (
+        isinstance(messages, list)
+        and messages
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
+    ):
+        return "messages must be a non-empty list of objects with a role"
+    for key in ("model", "system"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            return f"{key} must be a string"
+    if obj.get("options") is not None and not isinstance(obj["options"], dict):
+        return "options must be an object"
+    return None
+
+
+def parse_item(line: int, raw: bytes) -> Item:
+    """One JSON line: ``{"id", "prompt" | "messages", "model"?, "system"?, "options"?}``."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:  # JSON and UTF-8 errors alike
+        return Item(line, None, problem=f"line {line}: not valid JSON")
+    if not isinstance(obj, dict):
+        return Item(line, None, problem=f"line {line}: not a JSON object")
+    item_id = obj.get("id") if _valid_id(obj.get("id")) else None
+    problem = _item_problem(obj)
+    if problem is not None:
+        return Item(line, item_id, problem=f"line {line}: {problem}")
+    return Item(
+        line,
+        item_id,
+        prompt=obj.get("prompt"),
+        messages=obj.get("messages"),
+        model=obj.get("model"),
+        system=obj.get("system"),
+        options=obj.get("options") or {},
+    )
+
+
+def parse_jsonl(data: bytes) -> list[Item]:
+    """Every non-blank line of ``data`` as an item, malformed ones included."""
+    return [parse_item(n, raw) for n, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
+
+
+def parse_lines(data: bytes) -> list[Item]:
+    """Plain text, one prompt per non-blank line; the id is the line number."""
+    items = []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        raw = raw.removesuffix(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            items.append(Item(number, number, prompt=raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            items.append(Item(number, number, problem=f"line {number}: not valid UTF-8"))
+    return items
+
+
+def check_unique(items: list[Item]) -> None:
+    seen: dict[str, int] = {}
+    for item in items:
+        key = item.key
+        if key is None:
+            continue
+        if key in seen:
+            raise UsageError(f"duplicate id {key} (lines {seen[key]} and {item.line})")
+        seen[key] = item.line
+
+
+def is_done_line(obj: Any) -> bool:
+    """A line of a finished item: a ``done`` object (a finish reason, no ``exit_code``)."""
+    return (
+        isinstance(obj, dict)
+        and _valid_id(obj.get("id"))
+        and isinstance(obj.get("finish_reason"), str)
+        and obj["finish_reason"] != "cancelled"
+        and "exit_code" not in obj
+    )
+
+
+def completed_ids(path: Path) -> set[str]:
+    """Keys of the items already answered in an output file; a torn last line is ignored."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return set()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    done = set()
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if is_done_line(obj):
+            done.add(id_key(obj["id"]))
+    return done
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What the command line (and a template) gives every item that does not say otherwise."""
+
+    model: str | None
+    system: str | None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    reasoning_effort: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    prefix: str = ""
+    template: Any = None  # rill.prompting.Template
+    params: dict[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]]]:
+    """(request, messages this new chat starts with). The item's fields win over the defaults."""
+    from rill.prompting import apply_template, build_messages
+
+    system = item.system if item.system is not None else d.system
+    if item.messages is not None:
+        messages = [dict(m) for m in item.messages]
+        has_system = any(m.get("role") == "system" for m in messages)
+        if item.system is not None:
+            messages = [m for m in messages if m.get("role") != "system"]
+        if system and (item.system is not None or not has_system):
+            messages.insert(0, {"role": "system", "content": system})
+    else:
+        text = d.prefix + (item.prompt or "")
+        if d.template is not None:
+            _template_system, text = apply_template(d.template, d.params, text)
+        messages, _turn = build_messages(text, system)
+    model = d.aliases.get(item.model, item.model) if item.model else d.model
+    request = Request(
+        messages=messages,
+        model=model,
+        stream=True,
+        max_tokens=d.max_tokens,
+        temperature=d.temperature,
+        reasoning_effort=d.reasoning_effort,
+        extra=_merge(d.options, item.options),
+    )
+    return request, messages
+
+
+# --- stopping, backoff and the shared client -----------------------------------------------------
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # shutdown() wakes a thread blocked in recv() on the socket; close() would not (Linux). The
+    # base-class method is used on TLS sockets too, so their state is left to their own thread.
+    with suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class Stop:
+    """One flag for the whole batch, and the pool's sockets to shut down when it is raised."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self.code = ExitCode.OK
+        self._lock = threading.RLock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def trigger(self, reason: str, code: ExitCode) -> None:
+        with self._lock:
+            if self.event.is_set():
+                return
+            self.reason, self.code = reason, code
+            self.event.set()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            stopping = self.event.is_set()
+            if not stopping:
+                self._sockets.add(sock)
+        if stopping:
+            _shutdown(sock)
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise Cancelled(self.reason, self.code)
+
+    def sleep(self, seconds: float) -> None:
+        if self.event.wait(max(seconds, 0.0)):
+            raise Cancelled(self.reason, self.code)
+
+
+class BackoffGate:
+    """A deadline every worker waits for before sending: one 429 slows the whole batch down."""
+
+    def __init__(self, stop: Stop, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stop = stop
+        self._clock = clock
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def push(self, delay: float) -> bool:
+        """Keep everyone waiting ``delay`` seconds from now; True when the gate was open."""
+        with self._lock:
+            now = self._clock()
+            was_open = self._until <= now
+            self._until = max(self._until, now + delay)
+            return was_open
+
+    def remaining(self) -> float:
+        with self._lock:
+            return max(0.0, self._until - self._clock())
+
+    def wait(self) -> None:
+        while (left := self.remaining()) > 0:
+            self._stop.sleep(left)
+        self._stop.check()
+
+
+class _StoppableStream(httpx.SyncByteStream):
+    """A response body that raises ``Cancelled`` once the batch stops, even mid-read."""
+
+    def __init__(self, inner: httpx.SyncByteStream, stop: Stop) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self._inner)
+        while True:
+            self._stop.check()
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except Exception:
+                self._stop.check()  # the socket was shut down under us: that is the stop
+                raise
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class GatedClient(ChatClient):
+    """``ChatClient`` whose sends wait at the shared gate and whose waits can be cancelled.
+
+    A wait the server asked for (``Retry-After``) or a 429 pushes the gate for every worker; other
+    retries (a 502, a refused connection) only pause their own item.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.Client,
+        *,
+        gate: BackoffGate,
+        stop: Stop,
+        on_gate: Callable[[float, str], None] = lambda _delay, _why: None,
+    ) -> None:
+        super().__init__(settings, http, sleep=stop.sleep)
+        self.gate = gate
+        self.stop = stop
+        self.on_gate = on_gate
+        self._last = threading.local()
+
+    def _send(self, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        self.gate.wait()
+        try:
+            response = super()._send(payload, headers)
+        except NetworkError:
+            self.stop.check()
+            raise
+        if isinstance(response.stream, httpx.SyncByteStream):
+            response.stream = _StoppableStream(response.stream, self.stop)
+        return response
+
+    def _error_from(self, response: httpx.Response) -> Any:
+        error = super()._error_from(response)
+        self._last.status = error.status
+        return error
+
+    def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
+        status = getattr(self._last, "status", None)
+        self._last.status = None
+        if retry_after is None and status != 429:
+            super()._wait(attempt, retry_after, why)
+            return
+        if retry_after is None:
+            retry_after = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5)
+        if self.gate.push(retry_after):
+            self.on_gate(retry_after, why)
+
+
+def make_pool(
+    settings: Settings, jobs: int, stop: Stop, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """One client for every worker: ``jobs`` connections, each socket known to ``stop``."""
+
+    def trace(name: str, info: dict[str, Any]) -> None:
+        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                stop.track(sock)
+
+    def add_trace(request: httpx.Request) -> None:
+        request.extensions["trace"] = trace
+
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.timeout,
+        write=30.0,
+        pool=settings.connect_timeout,
+    )
+    verify = settings.base_url.startswith("https:")  # as make_http_client: no TLS setup for http
+    return httpx.Client(
+        timeout=timeout,
+        transport=transport,
+        verify=verify,
+        trust_env=verify,
+        limits=httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs),
+        event_hooks={"request": [add_trace]},
+    )
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def encode_line(item_id: ItemId | None, terminal: Terminal, line: int | None = None) -> bytes:
+    """The item's line: ``id`` first, then the ``json`` format's object. That object's own
+    ``id`` (the upstream generation id of a ``done``) is renamed ``generation_id``."""
+    obj: dict[str, Any] = {"id": item_id}
+    for key, value in terminal.as_dict().items():
+        obj["generation_id" if key == "id" else key] = value
+    if line is not None:
+        obj["line"] = line
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+        "utf-8", "surrogateescape"
+    )
+
+
+class Output:
+    """Writes whole lines under a lock; with ``ordered``, holds results back until their turn."""
+
+    def __init__(self, write: Callable[[bytes], None], *, ordered: bool) -> None:
+        self._write = write
+        self.ordered = ordered
+        self.lock = threading.Lock()
+        self._pending: dict[int, bytes | None] = {}
+        self._next = 0
+
+    def put(self, position: int, line: bytes | None) -> None:
+        """The result at ``position`` (input order); None for an item that writes nothing."""
+        with self.lock:
+            if not self.ordered:
+                if line is not None:
+                    self._write(line)
+                return
+            self._pending[position] = line
+            while self._next in self._pending:
+                ready = self._pending.pop(self._next)
+                self._next += 1
+                if ready is not None:
+                    self._write(ready)
+
+    def drain(self) -> None:
+        """After a stop: what is still held back, in input order, past the gaps."""
+        with self.lock:
+            for position in sorted(self._pending):
+                ready = self._pending.pop(position)
+                if ready is not None:
+                    self._write(ready)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def open_output(path: Path) -> int:
+    """An append-only descriptor on ``path``; a torn last line gets its newline first."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise UsageError(f"cannot open {path}: {exc.strerror or exc}") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            _write_all(fd, b"\n")
+    except OSError as exc:
+        os.close(fd)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return fd
+
+
+# --- progress and summary ------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    total: int
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    tokens: int = 0
+    cost: float | None = None
+    shown_failures: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, terminal: Terminal, failed: bool) -> None:
+        usage = terminal.usage if isinstance(terminal, Done) else None
+        with self.lock:
+            self.running -= 1
+            if failed:
+                self.failed += 1
+            else:
+                self.done += 1
+            if usage:
+                self.tokens += int(usage.get("total_tokens") or 0)
+                if isinstance(usage.get("cost"), int | float):
+                    self.cost = (self.cost or 0.0) + float(usage["cost"])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _money(cost: float) -> str:
+    return f"${cost:.6f}" if cost < 0.01 else f"${cost:.4f}"
+
+
+class Reporter:
+    """stderr: failure messages, rate-limit notes, and a ``\\r`` progress line on a terminal."""
+
+    def __init__(self, err: TextIO, tally: Tally, *, progress: bool) -> None:
+        self.err = err
+        self.tally = tally
+        self.progress = progress
+        self.started = time.monotonic()
+        self.waiting: Callable[[], float] = lambda: 0.0
+        self._lock = threading.Lock()
+        self._shown = False
+
+    def say(self, message: str) -> None:
+        with self._lock:
+            self._clear()
+            self.err.write(f"rill: {message}\n")
+            self.err.flush()
+
+    def _clear(self) -> None:
+        if self._shown:
+            self.err.write("\r\x1b[K")
+            self._shown = False
+
+    def tick(self) -> None:
+        if not self.progress:
+            return
+        t = self.tally
+        with t.lock:
+            finished, done, failed, running = t.done + t.failed, t.done, t.failed, t.running
+            tokens, cost = t.tokens, t.cost
+        elapsed = time.monotonic() - self.started
+        parts = [f"{done}/{t.total} done", f"{failed} failed", f"{running} running"]
+        parts.append(f"{tokens:,} tokens")
+        if cost is not None:
+            parts.append(_money(cost))
+        waiting = self.waiting()
+        if waiting > 0:
+            parts.append(f"rate limited, waiting {waiting:.0f} s")
+        elif finished and finished < t.total:
+            parts.append(f"ETA {_duration(elapsed / finished * (t.total - finished))}")
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+        text = ("rill: " + " · ".join(parts))[:width]
+        with self._lock:
+            self.err.write(f"\r\x1b[K{text}")
+            self.err.flush()
+            self._shown = True
+
+    def failure(self, item: Item, terminal: Terminal) -> None:
+        with self.tally.lock:
+            self.tally.shown_failures += 1
+            count = self.tally.shown_failures
+        if count > SHOWN_FAILURES:
+            return
+        message = terminal.message if isinstance(terminal, Error) else "failed"
+        status = terminal.status if isinstance(terminal, Error) else None
+        suffix = f" (HTTP {status})" if status and status != 200 else ""
+        name = f"item {item.key}: " if item.key is not None else ""
+        self.say(f"{name}{message}{suffix}")
+        if count == SHOWN_FAILURES:
+            self.say("further failures are only in the output lines")
+
+    def summary(self, stop: Stop, unfinished: int, resumable: bool) -> None:
+        t = self.tally
+        parts = [f"{t.done} done, {t.failed} failed, {t.skipped} skipped"]
+        if stop.is_set() and unfinished:
+            hint = " (run again with the same -o FILE to finish them)" if resumable else ""
+            parts[0] += f", {unfinished} not finished{hint}"
+        parts.append(f"{t.tokens:,} tokens")
+        if t.cost is not None:
+            parts.append(_money(t.cost))
+        parts.append(_duration(time.monotonic() - self.started))
+        head = f"batch stopped by {stop.reason}" if stop.is_set() else "batch"
+        with self._lock:
+            self._clear()
+        self.say(f"{head}: " + " · ".join(parts))
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+class _NullRenderer:
+    def start(self, event: Start, transcript: Any) -> None:
+        pass
+
+    def deltas(self, raw: bytes, deltas: list[Any]) -> None:
+        pass
+
+    def finish(self, event: Terminal) -> None:
+        pass
+
+
+def _error(code: str, message: str, exit_code: int) -> Error:
+    return Error(code, message, None, exit_code, {"role": "assistant", "content": ""})
+
+
+class Batch:
+    """Run items on ``jobs`` threads; ``run`` returns the exit code."""
+
+    def __init__(
+        self,
+        client: ChatClient,
+        defaults: Defaults,
+        output: Output,
+        reporter: Reporter,
+        stop: Stop,
+        *,
+        jobs: int,
+        store: HistoryStore | None = None,
+        base_url: str = "",
+    ) -> None:
+        self.client = client
+        self.defaults = defaults
+        self.output = output
+        self.reporter = reporter
+        self.tally = reporter.tally
+        self.stop = stop
+        self.jobs = jobs
+        self.store = store
+        self.base_url = base_url
+        self.codes: dict[int, int] = {}
+        self._take_lock = threading.Lock()
+        self._items: list[Item] = []
+        self._next = 0
+
+    def run(self, items: list[Item]) -> int:
+        self._items = items
+        threads = [
+            threading.Thread(target=self._worker, name=f"rill-batch-{n}", daemon=True)
+            for n in range(min(self.jobs, len(items)))
+        ]
+        with self._stop_on_signals():
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+                    self.reporter.tick()
+        self.output.drain()
+        if self.stop.is_set():
+            return int(self.stop.code)
+        failed = [self.codes[p] for p in sorted(self.codes) if self.codes[p] != 0]
+        return failed[0] if failed else int(ExitCode.OK)
+
+    @property
+    def unfinished(self) -> int:
+        return len(self._items) - len(self.codes)
+
+    def _worker(self) -> None:
+        while not self.stop.is_set():
+            with self._take_lock:
+                position = self._next
+                if position >= len(self._items):
+                    return
+                self._next += 1
+            self._run_one(position, self._items[position])
+
+    def _run_one(self, position: int, item: Item) -> None:
+        with self.tally.lock:
+            self.tally.running += 1
+        try:
+            terminal, code, cancelled = self._execute(item)
+        except Exception as exc:  # noqa: BLE001 - a bug met by one item must not stop the others
+            terminal = _error("internal", f"internal error: {type(exc).__name__}: {exc}", 1)
+            code, cancelled = int(ExitCode.INTERNAL), False
+        if cancelled:
+            with self.tally.lock:
+                self.tally.running -= 1
+            line = None
+        else:
+            self.codes[position] = code
+            self.tally.add(terminal, failed=code != 0)
+            line = encode_line(item.id, terminal, item.line if item.problem else None)
+        try:
+            self.output.put(position, line)
+        except BrokenPipeError:
+            self.stop.trigger("a closed stdout", ExitCode.BROKEN_PIPE)
+        except OSError as exc:
+            self.reporter.say(f"cannot write the output: {exc.strerror or exc}")
+            self.stop.trigger("a write error", ExitCode.INTERNAL)
+        if code != 0 and not cancelled:
+            self.reporter.failure(item, terminal)
+
+    def _execute(self, item: Item) -> tuple[Terminal, int, bool]:
+        if item.problem is not None:
+            return _error("bad_input", item.problem, ExitCode.USAGE), ExitCode.USAGE, False
+        try:
+            request, messages = build_request(item, self.defaults)
+        except RillError as exc:
+            return _error("bad_input", exc.message, int(exc.exit_code)), int(exc.exit_code), False
+        outcome = run_chat(
+            self.client, request, _NullRenderer(), begin=lambda: self.begin(request, messages)
+        )
+        cancelled = isinstance(outcome.error, Cancelled)
+        return outcome.terminal, int(outcome.exit_code), cancelled
+
+    def begin(self, request: Request, messages: list[dict[str, Any]]) -> Recorder:
+        """One new chat per item. The store serialises its own critical sections (``flock``),
+        as for concurrent runs; an extra in-process lock measured 2-3 times slower."""
+        if self.store is None:
+            null: Recorder = NullRecorder()  # type: ignore[assignment]  # its chat_id is None
+            return null
+        from rill.history import ExchangeStart
+
+        start = ExchangeStart(
+            chat_id=None,
+            messages=messages,
+            requested_model=request.model,
+            request=request.options(),
+            base_url=self.base_url,
+        )
+        return self.store.begin(start)
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT, SIGTERM and SIGHUP stop the batch; a second one leaves at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            reason, code = _STOP_SIGNALS[signal.Signals(signum)]
+            if self.stop.is_set():
+                # Never in the middle of an output line: wait (briefly) for the writer.
+                self.output.lock.acquire(timeout=2)
+                os._exit(int(code))
+            self.stop.trigger(reason, code)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+# --- wiring --------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchArgs:
+    """What ``rill batch`` was given; ``flags`` holds the settings flags (None: not given)."""
+
+    input: str | None = None
+    jobs: int = 4
+    output: str | None = None
+    ordered: bool = False
+    lines: bool = False
+    flags: dict[str, Any] = field(default_factory=dict)
+    reasoning_effort: str | None = None
+    options: list[str] = field(default_factory=list)
+    no_history: bool = False
+    template: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    prompt_prefix: str | None = None
+    transport: httpx.BaseTransport | None = None
+    stdin: BinaryIO | None = None
+    stdout: BinaryIO | None = None
+    stderr: TextIO | None = None
+    progress: bool | None = None
+    """None: show progress when stderr is a terminal."""
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def read_input(source: str | None, stdin: BinaryIO | None) -> bytes:
+    if source is None or source == "-":
+        if stdin is None or (source is None and _isatty(stdin)):
+            raise UsageError(
+                "no input: give a file of JSON lines or pipe them in (try rill batch --help)"
+            )
+        return stdin.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+
+
+def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Defaults]:
+    """Settings and per-item defaults, with the same precedence as the prompt command."""
+    from rill.prompting import apply_template, load_template, merge_options
+    from rill.settings import resolve_paths, resolve_settings
+
+    flags = dict(args.flags)
+    template = None
+    template_system: str | None = None
+    options: dict[str, Any] = {}
+    if args.template:
+        template = load_template(resolve_paths().templates_dir, args.template)
+        # Every placeholder must have a value: checked once, before anything is sent.
+        template_system, _prompt = apply_template(template, args.params, "")
+        flags["model"] = flags.get("model") or template.model
+        options.update(template.options)
+    settings = resolve_settings(flags, warn=warn)
+    settings.check_transport()
+    system = flags.get("system")
+    if system is None:
+        system = template_system if template_system is not None else settings.system
+    defaults = Defaults(
+        model=settings.model,
+        system=system,
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+        reasoning_effort=args.reasoning_effort,
+        options=_merge(options, merge_options(args.options)),
+        prefix=args.prompt_prefix or "",
+        template=template,
+        params=dict(args.params),
+        aliases=settings.aliases,
+    )
+    return settings, defaults
+
+
+def _stream_writer(out: BinaryIO) -> Callable[[bytes], None]:
+    def write(line: bytes) -> None:
+        out.write(line)
+        out.flush()
+
+    return write
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def run_batch(args: BatchArgs) -> int:
+    """Run a whole batch; the exit code (0, the first failed item's, or 130/141/143)."""
+    err = args.stderr if args.stderr is not None else sys.stderr
+    stdin = args.stdin if args.stdin is not None else getattr(sys.stdin, "buffer", None)
+    data = read_input(args.input, stdin)
+    items = parse_lines(data) if args.lines else parse_jsonl(data)
+    check_unique(items)
+    progress = _isatty(err) if args.progress is None else args.progress
+    tally = Tally(total=len(items))
+    reporter = Reporter(err, tally, progress=progress)
+    settings, defaults = resolve(args, reporter.say)
+    path = Path(args.output) if args.output else None
+    done = completed_ids(path) if path is not None else set()
+    todo = [item for item in items if item.key is None or item.key not in done]
+    tally.total, tally.skipped = len(todo), len(items) - len(todo)
+
+    store = None
+    if settings.history and not args.no_history:
+        from rill.history import HistoryStore
+
+        fmt: Literal["json", "toml"] = "toml" if settings.history_format == "toml" else "json"
+        store = HistoryStore(settings.paths.history_dir, fmt, warn=reporter.say)
+    stop = Stop()
+    gate = BackoffGate(stop)
+    reporter.waiting = gate.remaining
+
+    def on_gate(delay: float, why: str) -> None:
+        if not progress:
+            reporter.say(f"rate limited ({why}); the whole batch waits {delay:.1f} s")
+
+    fd = open_output(path) if path is not None else None
+    stdout = args.stdout if args.stdout is not None else sys.stdout.buffer
+    write = _stream_writer(stdout) if fd is None else (lambda line: _write_all(fd, line))
+    http = make_pool(settings, args.jobs, stop, args.transport)
+    client = GatedClient(settings, http, gate=gate, stop=stop, on_gate=on_gate)
+    output = Output(write, ordered=args.ordered)
+    batch = Batch(
+        client,
+        defaults,
+        output,
+        reporter,
+        stop,
+        jobs=args.jobs,
+        store=store,
+        base_url=settings.base_url,
+    )
+    try:
+        code = batch.run(todo)
+    finally:
+        http.close()
+        if fd is not None:
+            os.close(fd)
+    if stop.code is ExitCode.BROKEN_PIPE:
+        if args.stdout is None:
+            _silence_stdout()
+        return code
+    reporter.summary(stop, batch.unfinished, resumable=path is not None)
+    return code

@@ -1,0 +1,170 @@
+"""``rill batch``: many prompts from JSON lines (or plain lines), answered concurrently.
+
+Only the parameter list lives here; ``rill.batch`` does the work.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from rill.completion import complete_model, complete_template
+
+HELP = (
+    "Answer many prompts concurrently. INPUT (a file, or stdin when omitted or '-') holds JSON "
+    'lines such as {"id": 1, "prompt": "..."} (or "messages"; optional "model", "system" and '
+    '"options"); each finished item is one JSON line: the --format json object with "id" '
+    "first. With -o FILE, ids already answered in FILE are skipped, so a stopped batch resumes."
+)
+EPILOG = (
+    "Per-item fields win over the options. The request-field option is --option KEY=VALUE "
+    "here (-o names the output file). Exit status: 0 when every item succeeded, else the exit "
+    "status of the first failed item in input order; 130/143 when interrupted."
+)
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
+        params[key] = value
+    return params
+
+
+def batch_command(
+    ctx: typer.Context,
+    input_file: Annotated[
+        str | None,
+        typer.Argument(metavar="INPUT", help="JSON lines file; '-' or nothing: stdin."),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", metavar="N", help="Items answered at the same time.", min=1, max=512
+        ),
+    ] = 4,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Append result lines to FILE and skip ids already done there.",
+        ),
+    ] = None,
+    ordered: Annotated[
+        bool, typer.Option("--ordered", help="Write results in input order, not as they finish.")
+    ] = False,
+    lines: Annotated[
+        bool,
+        typer.Option("--lines", help="INPUT is plain text: one prompt per line, id = line number."),
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="ID",
+            help="Default model ID or alias.",
+            autocompletion=complete_model,
+        ),
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", "-s", metavar="TEXT", help="Default system prompt.")
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template",
+            "-t",
+            metavar="NAME",
+            help="Wrap each prompt in templates/NAME.toml.",
+            autocompletion=complete_template,
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", metavar="KEY=VALUE", help="Template parameter KEY=VALUE (repeatable)."
+        ),
+    ] = None,
+    prompt_prefix: Annotated[
+        str | None,
+        typer.Option("--prompt-prefix", metavar="TEXT", help="Text put before every prompt."),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", metavar="F", help="Sampling temperature.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", metavar="N", help="Maximum tokens to generate.", min=1),
+    ] = None,
+    reasoning_effort: Annotated[
+        str | None,
+        typer.Option(
+            "--reasoning-effort", metavar="LEVEL", help="Reasoning effort: low, medium or high."
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            metavar="KEY=VALUE",
+            help="Extra request field KEY=VALUE (JSON when it parses; @file).",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", metavar="SECONDS", help="Idle timeout in seconds (0: none).", min=0
+        ),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option("--retries", metavar="N", help="Retries per item before it fails.", min=0),
+    ] = None,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Write nothing under the data folder.")
+    ] = False,
+) -> None:
+    from rill.batch import BatchArgs, run_batch
+
+    if reasoning_effort is not None and reasoning_effort not in ("low", "medium", "high"):
+        raise typer.BadParameter("must be low, medium or high", param_hint="--reasoning-effort")
+    args = BatchArgs(
+        input=input_file,
+        jobs=jobs,
+        output=output,
+        ordered=ordered,
+        lines=lines,
+        flags={
+            "model": model,
+            "system": system,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "base_url": base_url,
+            "timeout": timeout,
+            "retries": retries,
+        },
+        reasoning_effort=reasoning_effort,
+        options=list(option or []),
+        no_history=no_history,
+        template=template,
+        params=_params(param or []),
+        prompt_prefix=prompt_prefix,
+        transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
+        stdin=getattr(sys.stdin, "buffer", None),
+    )
+    raise typer.Exit(run_batch(args))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch", help=HELP, epilog=EPILOG)(batch_command)

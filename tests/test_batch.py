@@ -1,0 +1,527 @@
+"""``rill batch``: the engine's pieces in-process, and the command end to end against the fake
+server (``rill`` as a subprocess, so concurrency, signals and resuming are real)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rill.batch import (
+    BackoffGate,
+    Defaults,
+    GatedClient,
+    Item,
+    Output,
+    Reporter,
+    Stop,
+    Tally,
+    build_request,
+    check_unique,
+    completed_ids,
+    encode_line,
+    parse_item,
+    parse_lines,
+)
+from rill.errors import UsageError
+from rill.events import Done, Error
+from rill.history import HistoryStore
+from rill.protocol import Request
+from rill.settings import Settings
+from tests.e2e import RILL, run
+from tests.fakeserver import FakeOpenRouter, Gate, Scenario
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def jsonl(*objs: Any) -> bytes:
+    return b"".join(json.dumps(o).encode() + b"\n" for o in objs)
+
+
+def items(n: int, **extra: Any) -> bytes:
+    return jsonl(*({"id": i, "prompt": f"item {i}", **extra} for i in range(1, n + 1)))
+
+
+def lines_of(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def prompts(server: FakeOpenRouter) -> list[str]:
+    return [r.body["messages"][-1]["content"] for r in server.chat_requests]
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def exchanges(home: Path) -> list[dict[str, Any]]:
+    return list(HistoryStore(home / "history").export())
+
+
+@pytest.fixture
+def batch(fake_server: FakeOpenRouter, tmp_path: Path) -> Any:
+    """Run ``rill batch --base-url <fake> ARGS`` to completion."""
+
+    def call(*args: str, input: bytes | None = None, timeout: float = 30) -> Any:
+        return run(["batch", "--base-url", fake_server.url, *args], input=input, timeout=timeout)
+
+    return call
+
+
+@pytest.fixture
+def infile(tmp_path: Path) -> Any:
+    def write(data: bytes, name: str = "in.jsonl") -> str:
+        path = tmp_path / name
+        path.write_bytes(data)
+        return str(path)
+
+    return write
+
+
+# --- end to end ----------------------------------------------------------------------------------
+
+
+def test_200_items_on_16_jobs_all_complete_and_match(
+    batch: Any, fake_server: FakeOpenRouter, rill_env: Path
+) -> None:
+    done = batch("-j", "16", "-m", "fake/echo", input=items(200))
+    assert done.returncode == 0, done.stderr
+    results = lines_of(done.stdout)
+    assert sorted(r["id"] for r in results) == list(range(1, 201))
+    for r in results:
+        assert list(r)[0] == "id"
+        assert r["message"]["content"] == f"item {r['id']}"
+        assert r["finish_reason"] == "stop"
+        assert r["generation_id"].startswith("gen-")
+        assert "exit_code" not in r
+    assert len(fake_server.chat_requests) == 200
+    # Every item is one chat in history, so `rill usage` counts all of them.
+    assert len({r["chat_id"] for r in results}) == 200
+    assert HistoryStore(rill_env / "history").usage_total()["requests"] == 200
+    err = done.stderr.decode()
+    assert "\r" not in err  # no progress display when stderr is not a terminal
+    assert "200 done, 0 failed, 0 skipped" in err
+
+
+def test_429_with_retry_after_holds_every_worker_and_no_item_fails(
+    batch: Any, fake_server: FakeOpenRouter
+) -> None:
+    fake_server.enqueue(Scenario.error(429, retry_after=1))
+    started = time.monotonic()
+    done = batch("-j", "4", "-m", "fake/echo", "--no-history", input=items(12))
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started >= 1.0
+    assert sorted(r["id"] for r in lines_of(done.stdout)) == list(range(1, 13))
+    times = [r.time for r in fake_server.chat_requests]
+    assert len(times) == 13  # one retry
+    limited = times[0]
+    # Requests already in flight may land just after the 429; then nobody sends for a second.
+    assert not [t for t in times if limited + 0.3 < t < limited + 0.95]
+    assert "rate limited" in done.stderr.decode()
+
+
+def test_sigkill_then_rerun_sends_only_the_missing_items(
+    fake_server: FakeOpenRouter, tmp_path: Path, infile: Any
+) -> None:
+    fake_server.default_scenario = Scenario(content=["a", "b", "c"], chunk_delay=0.05)
+    out = tmp_path / "out.jsonl"
+    args = [*RILL, "batch", infile(items(30)), "-j", "3", "-o", str(out)]
+    proc = subprocess_spawn([*args, "--base-url", fake_server.url, "--no-history"])
+    try:
+        wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 6, 20, "6 lines")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    first = completed_ids(out)
+    assert 6 <= len(first) < 30
+
+    fake_server.reset()
+    fake_server.default_scenario = Scenario(content=["ok"])
+    done = run([*args[1:], "--base-url", fake_server.url, "--no-history"], timeout=30)
+    assert done.returncode == 0, done.stderr
+    sent = sorted(prompts(fake_server))
+    missing = sorted(f"item {i}" for i in range(1, 31) if json.dumps(i) not in first)
+    assert sent == missing
+    assert f"{len(first)} skipped" in done.stderr.decode()
+    assert len(completed_ids(out)) == 30
+
+
+def test_sigterm_cancels_running_items_keeps_whole_lines_and_resumes(
+    fake_server: FakeOpenRouter, tmp_path: Path, infile: Any, rill_env: Path
+) -> None:
+    gate = Gate(timeout=10)
+    gate.release(1, 2)  # every gated stream sends pieces 0-2, then waits before piece 3
+    fake_server.enqueue(Scenario(content=["fast"], repeat=2))
+    fake_server.default_scenario = Scenario(content=[f"piece {i} " for i in range(8)], gate=gate)
+    out = tmp_path / "out.jsonl"
+    args = ["batch", infile(items(8)), "-j", "4", "-o", str(out), "--base-url", fake_server.url]
+    proc = subprocess_spawn([*RILL, *args], stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") == 2, 20, "2 lines")
+        assert gate.wait_for_server(3, 10)
+        wait_until(lambda: len(fake_server.chat_requests) == 6, 10, "4 running items")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(10)
+    finally:
+        gate.open()
+        if proc.poll() is None:
+            proc.kill()
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert code == 143
+    assert time.monotonic() - started < 5
+    assert "stopped by SIGTERM" in err
+    text = out.read_bytes()
+    assert text.endswith(b"\n") and len(lines_of(text)) == 2  # whole lines only
+    cancelled = [e for e in exchanges(rill_env) if e.get("finish_reason") == "cancelled"]
+    assert len(cancelled) == 4
+    for e in cancelled:
+        assert "piece 0 piece 1 piece 2 ".startswith(e["answer"].get("content", ""))
+
+    fake_server.reset()
+    done = run(args, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert len(fake_server.chat_requests) == 6
+    assert len(completed_ids(out)) == 8
+
+
+def test_ordered_writes_input_order_while_default_is_completion_order(
+    batch: Any, fake_server: FakeOpenRouter
+) -> None:
+    # Odd items are slow (the default scenario), even ones are instant echoes.
+    fake_server.default_scenario = Scenario(content=["slow"], delay_headers=0.5)
+    data = jsonl(
+        *(
+            {"id": i, "prompt": f"item {i}", **({"model": "fake/echo"} if i % 2 == 0 else {})}
+            for i in range(1, 9)
+        )
+    )
+    ordered = batch("-j", "4", "--ordered", "--no-history", input=data)
+    assert ordered.returncode == 0, ordered.stderr
+    assert [r["id"] for r in lines_of(ordered.stdout)] == list(range(1, 9))
+    fake_server.reset()
+    fake_server.default_scenario = Scenario(content=["slow"], delay_headers=0.5)
+    unordered = batch("-j", "4", "--no-history", input=data)
+    first_two = [r["id"] for r in lines_of(unordered.stdout)][:2]
+    assert all(i % 2 == 0 for i in first_two)  # fast items came out first
+
+
+def test_failed_items_set_the_exit_code_of_the_first_in_input_order(batch: Any) -> None:
+    data = jsonl(
+        {"id": "a", "prompt": "fine"},
+        {"id": "b", "prompt": "no credits", "model": "fake/error-402"},
+        {"id": "c", "prompt": "fine too"},
+        {"id": "d", "prompt": "bad key", "model": "fake/error-401"},
+    )
+    done = batch("-j", "4", "-m", "fake/echo", "--no-history", input=data)
+    assert done.returncode == 5
+    by_id = {r["id"]: r for r in lines_of(done.stdout)}
+    assert by_id["a"]["message"]["content"] == "fine"
+    assert by_id["c"]["finish_reason"] == "stop"
+    assert (by_id["b"]["exit_code"], by_id["b"]["status"]) == (5, 402)
+    assert (by_id["d"]["exit_code"], by_id["d"]["status"]) == (4, 401)
+    err = done.stderr.decode()
+    assert 'item "b"' in err and "2 done, 2 failed" in err
+
+
+def test_malformed_lines_fail_alone(batch: Any, fake_server: FakeOpenRouter) -> None:
+    data = b"\n".join(
+        [
+            b'{"id": 1, "prompt": "one"}',
+            b"not json",
+            b'{"id": 3}',
+            b"[1, 2]",
+            b"",
+            b'{"id": 6, "prompt": "six", "options": "nope"}',
+            b'{"id": 7, "messages": [{"role": "user", "content": "seven"}]}',
+            b'{"id": 8, "prompt": "torn',
+        ]
+    )
+    done = batch("-m", "fake/echo", "--no-history", input=data)
+    assert done.returncode == 2
+    results = lines_of(done.stdout)
+    ok = {r["id"]: r["message"]["content"] for r in results if "exit_code" not in r}
+    assert ok == {1: "one", 7: "seven"}
+    failed = {r["line"]: r for r in results if "exit_code" in r}
+    assert sorted(failed) == [2, 3, 4, 6, 8]
+    assert all(r["exit_code"] == 2 and r["code"] == "bad_input" for r in failed.values())
+    assert failed[3]["id"] == 3 and failed[2]["id"] is None
+    assert "no prompt" in failed[3]["message"]
+    assert len(fake_server.chat_requests) == 2
+
+
+def test_duplicate_ids_are_a_usage_error_before_anything_is_sent(
+    batch: Any, fake_server: FakeOpenRouter
+) -> None:
+    done = batch(
+        input=jsonl({"id": 1, "prompt": "a"}, {"id": 2, "prompt": "b"}, {"id": 1, "prompt": "c"})
+    )
+    assert done.returncode == 2
+    assert b"duplicate id 1 (lines 1 and 3)" in done.stderr
+    assert done.stdout == b""
+    assert fake_server.chat_requests == []
+
+
+def test_lines_mode_with_prefix(batch: Any, infile: Any) -> None:
+    path = infile(b"first line\r\n\nthird line\nfourth\n", "prompts.txt")
+    done = batch(path, "--lines", "--prompt-prefix", "Say: ", "-m", "fake/echo", "--ordered")
+    assert done.returncode == 0, done.stderr
+    got = [(r["id"], r["message"]["content"]) for r in lines_of(done.stdout)]
+    assert got == [(1, "Say: first line"), (3, "Say: third line"), (4, "Say: fourth")]
+
+
+def test_lines_mode_with_template_and_params(
+    batch: Any, infile: Any, rill_env: Path, fake_server: FakeOpenRouter
+) -> None:
+    templates = rill_env / "templates"
+    templates.mkdir(parents=True)
+    (templates / "tr.toml").write_text(
+        'system = "You translate."\nprompt = "To {{lang}}:"\nmodel = "fake/echo"\n'
+        "[options]\nseed = 7\n"
+    )
+    path = infile(b"hello\nworld\n", "words.txt")
+    missing = batch(path, "--lines", "-t", "tr")
+    assert missing.returncode == 2 and b"lang" in missing.stderr
+    assert fake_server.chat_requests == []
+    done = batch(path, "--lines", "-t", "tr", "-p", "lang=fr", "--option", "seed=8", "--no-history")
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["message"]["content"] for r in lines_of(done.stdout)) == [
+        "To fr:\n\nhello",
+        "To fr:\n\nworld",
+    ]
+    body = fake_server.chat_requests[0].body
+    assert body["messages"][0] == {"role": "system", "content": "You translate."}
+    assert body["seed"] == 8 and body["model"] == "fake/echo"
+
+
+def test_item_fields_reach_the_request(batch: Any, fake_server: FakeOpenRouter) -> None:
+    data = jsonl(
+        {"id": 1, "prompt": "p", "model": "fake/demo", "system": "S", "options": {"top_p": 0.5}},
+        {"id": 2, "messages": [{"role": "user", "content": "m"}]},
+    )
+    done = batch(
+        "-m",
+        "fake/echo",
+        "-s",
+        "default",
+        "--temperature",
+        "0.2",
+        "--no-history",
+        "--ordered",
+        input=data,
+    )
+    assert done.returncode == 0, done.stderr
+    bodies = {r.body["messages"][-1]["content"]: r.body for r in fake_server.chat_requests}
+    assert bodies["p"]["model"] == "fake/demo" and bodies["p"]["top_p"] == 0.5
+    assert bodies["p"]["messages"][0] == {"role": "system", "content": "S"}
+    assert bodies["m"]["model"] == "fake/echo" and bodies["m"]["temperature"] == 0.2
+    assert bodies["m"]["messages"][0] == {"role": "system", "content": "default"}
+
+
+def test_torn_last_line_is_ignored_and_gets_its_newline(
+    batch: Any, fake_server: FakeOpenRouter, tmp_path: Path, infile: Any
+) -> None:
+    out = tmp_path / "out.jsonl"
+    done_line = {"id": 1, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}
+    failed_line = {"id": 2, "code": 500, "message": "boom", "exit_code": 7}
+    out.write_bytes(jsonl(done_line, failed_line) + b'{"id": 3, "message": {"ro')
+    done = batch(infile(items(3)), "-o", str(out), "-m", "fake/echo", "--no-history")
+    assert done.returncode == 0, done.stderr
+    assert sorted(prompts(fake_server)) == ["item 2", "item 3"]
+    text = out.read_bytes().splitlines()
+    assert text[2] == b'{"id": 3, "message": {"ro'  # kept, on a line of its own
+    assert {json.loads(line)["id"] for line in text[3:]} == {2, 3}
+    assert completed_ids(out) == {"1", "2", "3"}
+
+
+def test_no_history_writes_nothing_and_stdin_dash_works(batch: Any, rill_env: Path) -> None:
+    done = batch("-", "-m", "fake/echo", "--no-history", input=items(3))
+    assert done.returncode == 0, done.stderr
+    assert len(lines_of(done.stdout)) == 3
+    assert not (rill_env / "history").exists()
+
+
+def subprocess_spawn(args: list[str], stderr: int = subprocess.DEVNULL) -> Any:
+    return subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+    )
+
+
+# --- the engine's pieces -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"{", "not valid JSON"),
+        (b'"text"', "not a JSON object"),
+        (b'{"prompt": "p"}', "no id"),
+        (b'{"id": true, "prompt": "p"}', "id must be"),
+        (b'{"id": "", "prompt": "p"}', "id must be"),
+        (b'{"id": 1.5, "prompt": "p"}', "id must be"),
+        (b'{"id": 1, "prompt": "p", "messages": []}', "not both"),
+        (b'{"id": 1, "prompt": "  "}', "non-empty string"),
+        (b'{"id": 1, "messages": [{"content": "no role"}]}', "with a role"),
+        (b'{"id": 1, "prompt": "p", "model": 3}', "model must be a string"),
+        (b'{"id": 1, "prompt": "p", "options": []}', "options must be an object"),
+        (b'\xff{"id": 1}', "not valid JSON"),
+    ],
+)
+def test_parse_item_problems(raw: bytes, problem: str) -> None:
+    item = parse_item(4, raw)
+    assert item.problem is not None and item.problem.startswith("line 4: ")
+    assert problem in item.problem
+
+
+def test_parse_item_and_lines() -> None:
+    item = parse_item(1, b'{"id": "x", "prompt": "p", "model": "m", "extra": 1}\r')
+    assert (item.id, item.prompt, item.model, item.problem) == ("x", "p", "m", None)
+    assert [(i.id, i.prompt) for i in parse_lines(b"a\n\n  \nb\r\n")] == [(1, "a"), (4, "b")]
+    assert parse_lines(b"ok\n\xff\n")[1].problem == "line 2: not valid UTF-8"
+
+
+def test_ids_compare_by_json_spelling() -> None:
+    check_unique(
+        [parse_item(1, b'{"id": 1, "prompt": "a"}'), parse_item(2, b'{"id": "1", "prompt": "b"}')]
+    )
+    with pytest.raises(UsageError, match='duplicate id "a"'):
+        check_unique([Item(1, "a", prompt="x"), Item(5, None), Item(7, "a", prompt="y")])
+
+
+def test_completed_ids_counts_only_done_lines(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(
+        jsonl(
+            {"id": 1, "finish_reason": "stop"},
+            {"id": "1", "finish_reason": "length"},
+            {"id": 2, "code": 429, "exit_code": 6, "partial": {}},
+            {"id": 3, "finish_reason": "cancelled"},
+            {"finish_reason": "stop"},
+            [1],
+        )
+        + b'{"id": 4, "finish'
+    )
+    assert completed_ids(path) == {"1", '"1"'}
+    assert completed_ids(tmp_path / "missing.jsonl") == set()
+
+
+def test_encode_line_puts_the_item_id_first_and_keeps_the_generation_id() -> None:
+    done = Done({"role": "assistant", "content": "hi"}, None, "stop", "m", "p", "gen-1", "c1")
+    obj = json.loads(encode_line("a", done))
+    assert list(obj)[:2] == ["id", "message"]
+    assert (obj["id"], obj["generation_id"], obj["chat_id"]) == ("a", "gen-1", "c1")
+    error = Error(429, "slow down", 429, 6, {"role": "assistant", "content": ""})
+    assert json.loads(encode_line(7, error, line=3)) == {"id": 7, **error.as_dict(), "line": 3}
+
+
+def test_output_orders_results_and_drains_past_gaps() -> None:
+    written: list[bytes] = []
+    out = Output(written.append, ordered=True)
+    out.put(2, b"c\n")
+    out.put(1, None)  # an item that writes nothing (cancelled) still frees its turn
+    assert written == []
+    out.put(0, b"a\n")
+    assert written == [b"a\n", b"c\n"]
+    out.put(4, b"e\n")
+    out.drain()
+    assert written == [b"a\n", b"c\n", b"e\n"]
+    plain: list[bytes] = []
+    Output(plain.append, ordered=False).put(9, b"z\n")
+    assert plain == [b"z\n"]
+
+
+def test_build_request_precedence() -> None:
+    d = Defaults(
+        model="m",
+        system="sys",
+        options={"provider": {"order": ["a"]}, "seed": 1},
+        prefix="> ",
+        aliases={"short": "vendor/long"},
+    )
+    request, messages = build_request(
+        Item(1, 1, prompt="hi", model="short", options={"provider": {"sort": "price"}}), d
+    )
+    assert request.model == "vendor/long" and request.stream
+    assert messages == [{"role": "system", "content": "sys"}, {"role": "user", "content": "> hi"}]
+    assert request.extra == {"provider": {"order": ["a"], "sort": "price"}, "seed": 1}
+    given = [{"role": "system", "content": "own"}, {"role": "user", "content": "q"}]
+    request, _ = build_request(Item(2, 2, messages=given), d)
+    assert request.messages == given and request.model == "m"
+    request, _ = build_request(Item(3, 3, messages=given, system="item"), d)
+    assert request.messages[0] == {"role": "system", "content": "item"}
+    assert len(request.messages) == 2
+
+
+def test_gate_holds_until_its_deadline_and_stop_wakes_it() -> None:
+    now = [100.0]
+    stop = Stop()
+    gate = BackoffGate(stop, clock=lambda: now[0])
+    assert gate.push(2.0) is True
+    assert gate.push(1.0) is False  # an earlier deadline never shortens the wait
+    assert gate.remaining() == 2.0
+    now[0] = 102.5
+    assert gate.remaining() == 0.0
+    gate.wait()
+    gate.push(60)
+    stop.trigger("SIGINT", 130)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="cancelled by SIGINT"):
+        gate.wait()
+
+
+def test_gated_client_pushes_the_shared_gate_on_429() -> None:
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "0.05"}, json={"error": {"message": "slow"}}),
+        httpx.Response(200, content=b'data: {"choices":[]}\n\ndata: [DONE]\n\n'),
+    ]
+    settings = Settings(base_url="http://127.0.0.1:9/v1", model="m", api_key=None, retries=2)
+    stop = Stop()
+    gate = BackoffGate(stop)
+    waits: list[float] = []
+    http = httpx.Client(transport=httpx.MockTransport(lambda _request: answers.pop(0)))
+    client = GatedClient(
+        settings, http, gate=gate, stop=stop, on_gate=lambda d, _w: waits.append(d)
+    )
+    with client.open(Request(messages=[{"role": "user", "content": "x"}], model="m")) as response:
+        assert response.status_code == 200
+    assert waits == [0.05]
+
+
+def test_reporter_progress_line_only_when_asked() -> None:
+    err = io.StringIO()
+    tally = Tally(total=4, done=1, failed=1, running=2, tokens=1234, cost=0.5)
+    Reporter(err, tally, progress=False).tick()
+    assert err.getvalue() == ""
+    reporter = Reporter(err, tally, progress=True)
+    reporter.tick()
+    assert err.getvalue().startswith("\r\x1b[K")
+    assert "1/4 done · 1 failed · 2 running · 1,234 tokens · $0.5000" in err.getvalue()
+    reporter.say("note")
+    assert err.getvalue().endswith("\r\x1b[Krill: note\n")
+
+
+def test_no_input_on_a_terminal_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rill.batch import read_input
+
+    class Tty(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    with pytest.raises(UsageError, match="no input"):
+        read_input(None, Tty())
+    assert read_input("-", Tty(b"x")) == b"x"
+    with pytest.raises(UsageError, match="cannot read"):
+        read_input(os.devnull + "/nope", None)
