@@ -41,6 +41,15 @@ class RillGroup(TyperGroup):
             return super().parse_args(ctx, args)
         return super().parse_args(ctx, ["ask", *_pair_params(args)])
 
+    def invoke(self, ctx: Any) -> Any:
+        # Every command's RillError becomes its one-line message and exit code here, so the
+        # behaviour is the same under `rill`, `python -m rill` and typer's CliRunner.
+        try:
+            return super().invoke(ctx)
+        except RillError as exc:
+            err(exc.message)
+            raise typer.Exit(int(exc.exit_code)) from None
+
 
 def _pair_params(args: list[str]) -> list[str]:
     """``-p KEY VALUE`` → ``--param KEY=VALUE`` (a two-value option that may repeat).
@@ -219,7 +228,10 @@ def ask(
     ] = None,
     raw: Annotated[
         bool,
-        typer.Option("--raw", help="Write terminal control sequences in the answer unchanged."),
+        typer.Option(
+            "--raw",
+            help="On a terminal, write the answer unchanged: no markdown, control sequences kept.",
+        ),
     ] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show internal details on errors.")
@@ -273,12 +285,13 @@ def ask(
 
 
 def _register_subcommands() -> None:
-    from rill.commands import config, history, models, templates
+    from rill.commands import batch, config, history, models, templates
 
     history.register(app)
     models.register(app)
     config.register(app)
     templates.register(app)
+    batch.register(app)
 
 
 _register_subcommands()

@@ -69,12 +69,14 @@ def history_list(
 def _print_table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
     if stdout_is_terminal():
         from rich.table import Table
+        from rich.text import Text
 
         from rill.commands.output import console
 
         t = Table(*header, box=None, pad_edge=False, highlight=False)
         for row in rows:
-            t.add_row(*(str(cell) for cell in row), end_section=False)
+            # Text, not str: a chat title like "[/x]" must not be read as rich markup.
+            t.add_row(*(Text(str(cell)) for cell in row), end_section=False)
         console().print(t)
         return
     import sys

@@ -1,0 +1,274 @@
+"""The model list: ``GET {base_url}/models``, cached on disk for an hour.
+
+OpenRouter answers with rich entries (``context_length``, ``pricing`` in USD per token as strings,
+``top_provider``); a generic OpenAI-compatible server answers ``{"object": "list", "data":
+[{"id", "object", "created", "owned_by"}]}``. Both are kept exactly as received: the cache holds
+the raw entries and ``rill models --json`` prints them, while ``model_row`` reads the few fields a
+table shows, tolerating whatever is missing.
+
+The cache file ``<cache_dir>/models.json`` is ``{"fetched_at": <unix seconds>, "base_url": ...,
+"data": [...]}``. Shell completion reads it too (``rill.completion``), so completing ``-m`` never
+touches the network. A cache written for another base URL is never reused. No key is needed to
+list models; one is sent when configured, under the same rules as a chat request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from rill.completion import MODELS_CACHE
+from rill.errors import APIError, ConfigError, NetworkError, TimeoutError_, error_for_status
+from rill.protocol import build_headers, parse_error_body
+from rill.settings import Settings
+
+#: How long a fetched list is reused, in seconds.
+CACHE_TTL = 3600.0
+#: Bodies larger than this are not a model list (OpenRouter's full list is about 0.5 MB).
+MAX_BODY = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ModelList:
+    """The models one server offers, as received, and where they came from."""
+
+    base_url: str
+    models: list[dict[str, Any]]
+    fetched_at: float
+    from_cache: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    """What the table shows of one model; ``None`` where the server does not say."""
+
+    id: str
+    context_length: int | None
+    prompt_price: Decimal | None
+    """USD per million prompt tokens."""
+    completion_price: Decimal | None
+    """USD per million completion tokens."""
+
+
+def cache_path(settings: Settings) -> Path:
+    return settings.paths.cache_dir / MODELS_CACHE
+
+
+def load_models(
+    settings: Settings,
+    *,
+    refresh: bool = False,
+    transport: httpx.BaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    warn: Callable[[str], None] | None = None,
+) -> ModelList:
+    """The cached list when it is fresh and for this base URL, else a newly fetched one.
+
+    A list that cannot be cached (read-only folder, full disk) is still returned; ``warn`` is
+    told why.
+    """
+    path = cache_path(settings)
+    now = clock()
+    if not refresh:
+        cached = read_cache(path, settings.base_url, now=now)
+        if cached is not None:
+            return cached
+    models = fetch_models(settings, transport=transport)
+    try:
+        write_cache(path, settings.base_url, models, fetched_at=now)
+    except OSError as exc:
+        if warn is not None:
+            warn(f"cannot write the models cache {path}: {exc.strerror or exc}")
+    return ModelList(settings.base_url, models, now, from_cache=False)
+
+
+def read_cache(
+    path: Path, base_url: str, *, now: float, ttl: float = CACHE_TTL
+) -> ModelList | None:
+    """The cached list, or ``None`` when missing, unreadable, stale or for another server."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("base_url") != base_url:
+        return None
+    fetched_at = data.get("fetched_at")
+    models = data.get("data")
+    if not isinstance(fetched_at, int | float) or isinstance(fetched_at, bool):
+        return None
+    if not isinstance(models, list):
+        return None
+    # A timestamp from the future (a clock set back) counts as stale rather than fresh forever.
+    if not 0 <= now - fetched_at < ttl:
+        return None
+    entries = [m for m in models if isinstance(m, dict)]
+    return ModelList(base_url, entries, float(fetched_at), from_cache=True)
+
+
+def write_cache(
+    path: Path, base_url: str, models: list[dict[str, Any]], *, fetched_at: float
+) -> None:
+    """Replace the cache atomically: readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    record = {"fetched_at": int(fetched_at), "base_url": base_url, "data": models}
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    write_private(path, text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, as a file only its owner can read (0600).
+
+    ``mkstemp`` creates the file with mode 0600; ``os.replace`` swaps it in. A symlink at
+    ``path`` is followed, so a linked dotfile is updated rather than replaced by a copy.
+    """
+    target = path.resolve() if path.is_symlink() else path
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_models_transport(settings: Settings) -> None:
+    """The chat request's rules, except that listing models needs no key."""
+    parts = urlsplit(settings.base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base URL {settings.base_url!r} is not an http(s) URL")
+    if settings.api_key:
+        settings.check_transport()
+
+
+def fetch_models(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None
+) -> list[dict[str, Any]]:
+    """``GET {base_url}/models``; a non-200 status becomes the same typed error as in a chat."""
+    from rill.client import make_http_client
+
+    check_models_transport(settings)
+    url = f"{settings.base_url}/models"
+    host = urlsplit(url).hostname
+    headers = build_headers(settings, stream=False)
+    headers.pop("Content-Type", None)  # a GET has no body
+    with make_http_client(settings, transport) as http:
+        try:
+            response = http.get(url, headers=headers)
+        except httpx.ConnectTimeout:
+            raise TimeoutError_(
+                f"cannot connect to {host}: timed out after {settings.connect_timeout:g} s"
+            ) from None
+        except httpx.TimeoutException:
+            limit = f" within {settings.timeout:g} s" if settings.timeout else ""
+            raise TimeoutError_(f"no response from {host}{limit}") from None
+        except httpx.ConnectError as exc:
+            raise NetworkError(f"cannot connect to {host}: {_reason(exc)}") from None
+        except (httpx.TransportError, OSError) as exc:
+            raise NetworkError(f"request to {host} failed: {_reason(exc)}") from None
+    text = response.content[:MAX_BODY].decode("utf-8", errors="replace")
+    if response.status_code != 200:
+        code, message, body = parse_error_body(response.status_code, text)
+        raise error_for_status(response.status_code, message, code=code, body=body)
+    return parse_models(text, response.status_code)
+
+
+def parse_models(text: str, status: int = 200) -> list[dict[str, Any]]:
+    """The entries of a ``/models`` answer: ``{"data": [...]}``, or a bare list."""
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        raise APIError(
+            "the /models answer is not JSON", status=status, code="bad_response", body=text[:500]
+        ) from None
+    entries = body.get("data") if isinstance(body, dict) else body
+    if not isinstance(entries, list):
+        raise APIError(
+            "the /models answer has no model list", status=status, code="bad_response", body=body
+        )
+    return [m for m in entries if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def search(models: Iterable[dict[str, Any]], text: str | None) -> list[dict[str, Any]]:
+    """Models whose ID or name contains every word of ``text`` (case-insensitive)."""
+    words = (text or "").lower().split()
+    out = []
+    for model in models:
+        haystack = f"{model.get('id', '')} {model.get('name') or ''}".lower()
+        if all(word in haystack for word in words):
+            out.append(model)
+    return out
+
+
+def model_row(model: dict[str, Any]) -> ModelRow:
+    pricing = model.get("pricing")
+    pricing = pricing if isinstance(pricing, dict) else {}
+    return ModelRow(
+        id=str(model.get("id", "")),
+        context_length=_context_length(model),
+        prompt_price=per_million(pricing.get("prompt")),
+        completion_price=per_million(pricing.get("completion")),
+    )
+
+
+def _context_length(model: dict[str, Any]) -> int | None:
+    top = model.get("top_provider")
+    candidates = [
+        model.get("context_length"),  # OpenRouter
+        top.get("context_length") if isinstance(top, dict) else None,
+        model.get("max_model_len"),  # vLLM
+    ]
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def per_million(value: Any) -> Decimal | None:
+    """USD per token (OpenRouter sends strings such as ``"0.000003"``) → USD per million tokens.
+
+    Decimal keeps the price exact (``0.000003`` → ``3``). A negative price is OpenRouter's
+    marker for "varies" (``openrouter/auto``) and is shown as unknown.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not price.is_finite() or price < 0:
+        return None
+    return price * 1_000_000
+
+
+def format_price(price: Decimal | None) -> str:
+    if price is None:
+        return "-"
+    text = format(price.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def format_context(length: int | None) -> str:
+    return str(length) if length is not None else "-"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "] " in text and text.startswith("["):  # "[Errno 111] Connection refused"
+        text = text.split("] ", 1)[1]
+    return " ".join(text.split())
