@@ -97,7 +97,10 @@ def test_sigkill_mid_stream_is_shown_as_interrupted_with_its_partial_answer(
     fake_server: FakeOpenRouter,
 ) -> None:
     proc, _gate, _seen = _start_mid_stream(fake_server)
-    time.sleep(1.2)  # the journal is written at least once a second; give it that second
+    # The journal is written within a second of the text arriving: wait until history shows it.
+    deadline = time.monotonic() + 5
+    while _last_exchange()["answer"].get("content") != "one two ":
+        assert time.monotonic() < deadline, "the partial answer never reached the journal"
     proc.send_signal(signal.SIGKILL)
     finish(proc)
     exchange = _last_exchange()
