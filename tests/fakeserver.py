@@ -36,6 +36,7 @@ Canned models (``--scenario NAME`` makes one the default for every request):
     fake/midstream-error        3 chunks, then an error chunk (finish_reason "error"), no [DONE]
     fake/midstream-error-empty  the same with ``choices: []``, a string code and a [DONE]
     fake/truncated              3 chunks, then the TCP connection closes (no finish, no [DONE])
+    fake/broken-json            2 chunks, then a data line that is not JSON
     fake/silent-failure         empty answer, finish_reason "stop", native "network_error"
     fake/slow                   20 chunks, one every 0.2 s
     fake/stall                  3 chunks, 3 s of keep-alive comments only, then the rest
@@ -351,6 +352,8 @@ class Scenario:
     midstream_error_choices_empty: bool = False
     done_after_error: bool = False
     abrupt_close_after: int | None = None  # pieces sent before the TCP connection is dropped
+    raw_event_after: int | None = None  # pieces sent before ``raw_event`` is written verbatim
+    raw_event: bytes = b"data: {not json\n\n"  # default: a data line of broken JSON
     # --- timing ---
     delay_headers: float = 0.0
     delay_first_data: float = 0.0
@@ -779,6 +782,7 @@ def canned_scenario(name: str, body: Mapping[str, Any] | None = None) -> Scenari
             done_after_error=True,
         ),
         "truncated": lambda: Scenario(content=three, abrupt_close_after=3),
+        "broken-json": lambda: Scenario(content=three, raw_event_after=2),
         "silent-failure": Scenario.silent_failure,
         "slow": lambda: Scenario(content=[f"chunk {i}\n" for i in range(20)], chunk_delay=0.2),
         "stall": lambda: Scenario(
@@ -2021,6 +2025,8 @@ class FakeOpenRouter:
                 w.idle(s.stall_seconds, s.keepalive_every)
             if s.gate is not None and i >= 1:
                 w.gate(s.gate, i)
+            if i == s.raw_event_after:
+                w.write(s.raw_event)
             if every and keepalive is not None and i and i % every == 0:
                 w.write(keepalive)
             w.pace()

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from tests.e2e import RILL, finish, read_until, run, spawn
 from tests.fakeserver import FakeOpenRouter, Gate, Scenario
+from tests.faults import FAULTS, Fault, readme_section
 
 
 def test_streams_for_real_each_piece_before_the_next_is_sent(
@@ -70,113 +71,36 @@ def test_no_prompt_is_a_usage_error(fake_server: FakeOpenRouter) -> None:
     assert fake_server.chat_requests == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-FAULTS = [
-    # (id, scenario or model, extra args, exit code, text expected on stderr)
-    ("401", Scenario.error(401), [], 4, "No cookie auth credentials found"),
-    ("401-wrong-key", Scenario.error(401, "user-not-found"), [], 4, "User not found"),
-    ("403", Scenario.error(403), [], 4, ""),
-    ("402", Scenario.error(402), [], 5, "requires more credits"),
-    (
-        "429-after-retries",
-        Scenario.error(429, retry_after=0, repeat=3),
-        ["--retries", "2"],
-        6,
-        "Rate limit",
-    ),
-    ("400", Scenario.error(400), [], 7, "not a valid model"),
-    ("404", Scenario.error(404), [], 7, ""),
-    ("500", Scenario.error(500), [], 7, ""),
-    ("502-html", Scenario.error(502, "html"), ["--retries", "0"], 7, "502"),
-    ("503", Scenario.error(503, retry_after=0), ["--retries", "0"], 7, ""),
-    ("midstream", "fake/midstream-error", [], 7, ""),
-    ("midstream-empty-choices", "fake/midstream-error-empty", [], 7, ""),
-    ("truncated", "fake/truncated", [], 7, "closed before the answer was complete"),
-    (
-        "no-finish-no-done",
-        Scenario(content=["x"], send_finish=False, send_done=False, usage_style=None),
-        [],
-        7,
-        "no finish reason",
-    ),
-    ("silent-failure", "fake/silent-failure", [], 7, "network_error"),
-    (
-        "idle-timeout",
-        Scenario(content=["a", "b"], stall_after=1, stall_seconds=5),
-        ["--timeout", "0.5"],
-        8,
-        "idle timeout",
-    ),
-    (
-        "first-token-timeout",
-        Scenario(content=["a"], delay_first_data=5, keepalive_every=0.1),
-        ["--first-token-timeout", "0.5"],
-        8,
-        "first token",
-    ),
-    (
-        "total-timeout",
-        Scenario(content=list("abcdefghij"), chunk_delay=0.3),
-        ["--total-timeout", "0.8"],
-        8,
-        "total",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("scenario", "extra", "code", "text"),
-    [pytest.param(s, e, c, t, id=i) for i, s, e, c, t in FAULTS],
-)
-def test_fault_exit_codes(
-    fake_server: FakeOpenRouter, scenario: Scenario | str, extra: list[str], code: int, text: str
-) -> None:
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault_table(fake_server: FakeOpenRouter, fault: Fault) -> None:
     model = "test/model"
-    if isinstance(scenario, str):
-        model = scenario
-    else:
-        fake_server.enqueue(scenario)
-    result = run(["--base-url", fake_server.url, "-m", model, *extra, "hi"], timeout=20)
+    if isinstance(fault.scenario, str):
+        model = fault.scenario
+    elif fault.scenario is not None:
+        fake_server.enqueue(fault.scenario)
+    base_url = fault.base_url(fake_server) if fault.base_url else fake_server.url
+    env = dict(os.environ)
+    if fault.without_key:
+        env.pop("OPENROUTER_API_KEY")
+    args = ["--base-url", base_url, "-m", model, *fault.args, "hi"]
+    result = run(args, env=env, timeout=30)
     err = result.stderr.decode()
-    assert result.returncode == code, err
+    assert result.returncode == fault.exit_code, err
     assert "Traceback" not in err
-    assert err.startswith("rill: ") and err.count("\n") == 1, err
-    assert text in err
     assert fake_server.api_key not in err
+    if fault.exit_code == 0:
+        assert err == ""
+        return
+    assert err.startswith("rill: ") and err.count("\n") == 1, err
+    assert fault.stderr in err
 
 
-def test_keepalives_longer_than_the_idle_timeout_are_activity(fake_server: FakeOpenRouter) -> None:
-    fake_server.enqueue(Scenario(content=["ok"], delay_first_data=1.5, keepalive_every=0.1))
-    result = run(["--base-url", fake_server.url, "-m", "x/y", "--timeout", "0.6", "hi"])
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == b"ok"
-
-
-def test_connection_refused_is_a_network_error() -> None:
-    port = _free_port()
-    result = run(["--base-url", f"http://127.0.0.1:{port}/v1", "--retries", "0", "-m", "x", "hi"])
-    assert result.returncode == 8
-    assert b"cannot connect" in result.stderr and b"Traceback" not in result.stderr
-
-
-def test_missing_key_for_openrouter_is_a_config_error(fake_server: FakeOpenRouter) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "OPENROUTER_API_KEY"}
-    result = run(["hi"], env=env)
-    assert result.returncode == 3
-    assert b"OPENROUTER_API_KEY" in result.stderr
-    assert fake_server.chat_requests == []
-
-
-def test_key_is_refused_over_plain_http_to_a_remote_host() -> None:
-    result = run(["--base-url", "http://example.invalid/v1", "hi"])
-    assert result.returncode == 3
-    assert b"plain http" in result.stderr
-    assert os.environ["OPENROUTER_API_KEY"].encode() not in result.stderr
+def test_readme_fault_section_matches_the_table() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start, end = "<!-- faults:start -->\n", "\n<!-- faults:end -->"
+    assert start in readme and end in readme, "README.md lacks the faults markers"
+    section = readme.split(start, 1)[1].split(end, 1)[0]
+    assert section == readme_section(), "regenerate with: python -m tests.faults"
 
 
 def test_generic_server_needs_no_key(fake_server: FakeOpenRouter) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,6 +129,8 @@ class ChatClient:
                 f"no response from {host} within {self.settings.timeout:g} s (idle timeout)"
             ) from None
         except httpx.ConnectError as exc:
+            if _is_tls(exc):
+                raise NetworkError(f"TLS handshake with {host} failed: {_reason(exc)}") from None
             raise NetworkError(f"cannot connect to {host}: {_reason(exc)}") from None
         except (httpx.TransportError, OSError) as exc:
             raise NetworkError(f"request to {host} failed: {_reason(exc)}") from None
@@ -183,11 +186,23 @@ def reads(response: httpx.Response, idle_timeout: float | None) -> Iterator[byte
         ) from None
 
 
+def _is_tls(exc: BaseException) -> bool:
+    import ssl
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "_ssl.c" in str(exc) or "SSL" in str(exc)
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     # httpx wraps OSErrors as "[Errno 111] Connection refused": keep the words.
     if "] " in text and text.startswith("["):
         text = text.split("] ", 1)[1]
+    text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)  # OpenSSL's source location is noise
     return " ".join(text.split())
 
 
