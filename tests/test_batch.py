@@ -70,6 +70,12 @@ def exchanges(home: Path) -> list[dict[str, Any]]:
     return list(HistoryStore(home / "history").export())
 
 
+def subprocess_spawn(args: list[str], stderr: int = subprocess.DEVNULL) -> Any:
+    return subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+    )
+
+
 @pytest.fixture
 def batch(fake_server: FakeOpenRouter, tmp_path: Path) -> Any:
     """Run ``rill batch --base-url <fake> ARGS`` to completion."""
@@ -355,12 +361,6 @@ def test_no_history_writes_nothing_and_stdin_dash_works(batch: Any, rill_env: Pa
     assert not (rill_env / "history").exists()
 
 
-def subprocess_spawn(args: list[str], stderr: int = subprocess.DEVNULL) -> Any:
-    return subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
-    )
-
-
 # --- the engine's pieces -------------------------------------------------------------------------
 
 
@@ -426,6 +426,13 @@ def test_encode_line_puts_the_item_id_first_and_keeps_the_generation_id() -> Non
     assert (obj["id"], obj["generation_id"], obj["chat_id"]) == ("a", "gen-1", "c1")
     error = Error(429, "slow down", 429, 6, {"role": "assistant", "content": ""})
     assert json.loads(encode_line(7, error, line=3)) == {"id": 7, **error.as_dict(), "line": 3}
+
+
+def test_encode_line_escapes_a_lone_surrogate_instead_of_failing() -> None:
+    done = Done({"role": "assistant", "content": "a\ud800b"}, None, "stop", None, None, None, None)
+    line = encode_line(1, done)
+    assert line.endswith(b"\n") and b"\\ud800" in line
+    assert json.loads(line)["message"]["content"] == "a\ud800b"
 
 
 def test_output_orders_results_and_drains_past_gaps() -> None:

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
 
 import httpx
 
-from rill.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient
-from rill.errors import Cancelled, ExitCode, NetworkError, RillError, UsageError
+from rill.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient, make_http_client
+from rill.errors import APIError, Cancelled, ExitCode, NetworkError, RillError, UsageError
 from rill.events import Done, Error, Start, Terminal
 from rill.protocol import Request
 from rill.session import NullRecorder, Recorder, run_chat
@@ -397,7 +397,7 @@ class GatedClient(ChatClient):
             response.stream = _StoppableStream(response.stream, self.stop)
         return response
 
-    def _error_from(self, response: httpx.Response) -> Any:
+    def _error_from(self, response: httpx.Response) -> APIError:
         error = super()._error_from(response)
         self._last.status = error.status
         return error
@@ -429,20 +429,8 @@ def make_pool(
     def add_trace(request: httpx.Request) -> None:
         request.extensions["trace"] = trace
 
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.timeout,
-        write=30.0,
-        pool=settings.connect_timeout,
-    )
-    verify = settings.base_url.startswith("https:")  # as make_http_client: no TLS setup for http
-    return httpx.Client(
-        timeout=timeout,
-        transport=transport,
-        verify=verify,
-        trust_env=verify,
-        limits=httpx.Limits(max_connections=jobs, max_keepalive_connections=jobs),
-        event_hooks={"request": [add_trace]},
+    return make_http_client(
+        settings, transport, connections=jobs, event_hooks={"request": [add_trace]}
     )
 
 
@@ -457,9 +445,11 @@ def encode_line(item_id: ItemId | None, terminal: Terminal, line: int | None = N
         obj["generation_id" if key == "id" else key] = value
     if line is not None:
         obj["line"] = line
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
-        "utf-8", "surrogateescape"
-    )
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return (text + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from upstream: \u-escapes keep the line valid
+        return (json.dumps(obj, separators=(",", ":")) + "\n").encode("ascii")
 
 
 class Output:
@@ -630,8 +620,6 @@ class Reporter:
             parts.append(_money(t.cost))
         parts.append(_duration(time.monotonic() - self.started))
         head = f"batch stopped by {stop.reason}" if stop.is_set() else "batch"
-        with self._lock:
-            self._clear()
         self.say(f"{head}: " + " · ".join(parts))
 
 
@@ -717,19 +705,22 @@ class Batch:
     def _run_one(self, position: int, item: Item) -> None:
         with self.tally.lock:
             self.tally.running += 1
+        line = None
         try:
             terminal, code, cancelled = self._execute(item)
+            bad_input = isinstance(terminal, Error) and terminal.code == "bad_input"
+            if not cancelled:
+                line = encode_line(item.id, terminal, item.line if bad_input else None)
         except Exception as exc:  # noqa: BLE001 - a bug met by one item must not stop the others
             terminal = _error("internal", f"internal error: {type(exc).__name__}: {exc}", 1)
             code, cancelled = int(ExitCode.INTERNAL), False
+            line = encode_line(item.id, terminal)
         if cancelled:
             with self.tally.lock:
                 self.tally.running -= 1
-            line = None
         else:
             self.codes[position] = code
             self.tally.add(terminal, failed=code != 0)
-            line = encode_line(item.id, terminal, item.line if item.problem else None)
         try:
             self.output.put(position, line)
         except BrokenPipeError:
@@ -757,7 +748,7 @@ class Batch:
         """One new chat per item. The store serialises its own critical sections (``flock``),
         as for concurrent runs; an extra in-process lock measured 2-3 times slower."""
         if self.store is None:
-            null: Recorder = NullRecorder()  # type: ignore[assignment]  # its chat_id is None
+            null: Recorder = NullRecorder()
             return null
         from rill.history import ExchangeStart
 

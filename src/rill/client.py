@@ -42,8 +42,13 @@ MAX_ERROR_BODY = 1 << 20
 
 
 def make_http_client(
-    settings: Settings, transport: httpx.BaseTransport | None = None
+    settings: Settings,
+    transport: httpx.BaseTransport | None = None,
+    *,
+    connections: int | None = None,
+    event_hooks: dict[str, list[Callable[..., Any]]] | None = None,
 ) -> httpx.Client:
+    """The one place an HTTP client is configured (timeouts, TLS, pool size)."""
     timeout = httpx.Timeout(
         connect=settings.connect_timeout,
         read=settings.timeout,
@@ -53,7 +58,15 @@ def make_http_client(
     # A TLS context (and its certificate store) is only built when the base URL needs one: it
     # costs a tenth of a second, which is most of rill's start-up against a local server.
     verify: bool = urlsplit(settings.base_url).scheme == "https"
-    return httpx.Client(timeout=timeout, transport=transport, verify=verify, trust_env=verify)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(
+        timeout=timeout,
+        transport=transport,
+        verify=verify,
+        trust_env=verify,
+        limits=limits if connections else httpx.Limits(),
+        event_hooks=event_hooks,
+    )
 
 
 class ChatClient:

@@ -37,7 +37,7 @@ def parse_option(item: str, *, base_dir: Path | None = None) -> tuple[list[str],
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise UsageError(f"-o expects KEY=VALUE, got {item!r}")
+        raise UsageError(f"a request option must be KEY=VALUE, got {item!r}")
     parsed: Any
     if value.startswith("@") and len(value) > 1:
         path = Path(value[1:]).expanduser()
@@ -121,7 +121,8 @@ def fill(text: str, params: dict[str, str]) -> str:
     if missing:
         names = ", ".join(dict.fromkeys(missing))
         raise UsageError(
-            f"template placeholder without a value: {names} (give it with -p NAME VALUE)"
+            f"template placeholder without a value: {names} "
+            "(give it with -p NAME VALUE or --param NAME=VALUE)"
         )
     return _PLACEHOLDER.sub(lambda m: params[m.group(1)], text)
 

@@ -35,7 +35,8 @@ from rill.transcript import Transcript
 
 
 class Recorder(Protocol):
-    chat_id: str
+    @property
+    def chat_id(self) -> str | None: ...  # None (or "") when no chat is recorded
 
     def add(self, content: str = "", reasoning: str = "") -> None: ...
 
