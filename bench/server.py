@@ -1,0 +1,278 @@
+"""A small HTTP/1.1 server for the benchmarks: streaming bodies built in memory, sent fast.
+
+The test suite's fake server favours fidelity; this one only has to be quick and exact. Each
+route serves one kind of ``/chat/completions`` answer; the URL names the route and a tag,
+``http://127.0.0.1:PORT/<route>/<tag>/v1``, so the benchmark can look up when the request of one
+particular run arrived (``arrival_ns(tag)``, on ``time.monotonic_ns()``, which is system-wide on
+Linux and so comparable with the parent process's clock).
+
+- ``body`` routes send a pre-built response (headers and the whole chunked body) with
+  ``sendall``: as fast as the loopback and the client allow.
+- ``paced`` routes send ``count`` content chunks ``interval`` seconds apart, each carrying its
+  own send time as content: ``"<monotonic_ns>\\n"``.
+
+Chunk objects follow PROTOCOL.md §3.2 (OpenRouter's key order and field set), one HTTP chunk per
+SSE event, as a server that flushes every token writes them (or, with ``framing="coalesced"``,
+64 KiB chunks, as a buffering proxy would).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+GEN_ID = "gen-1754441342-hIkMo7SMi0ZecQw3oR4d"
+#: Pieces of content, with quotes, escapes and multi-byte characters to check byte-exactness.
+WORDS = [
+    "the",
+    " model",
+    " answer",
+    "Peb",
+    "ble",
+    " is",
+    ",",
+    " naïve",
+    " 😀",
+    "\n\n",
+    " 42",
+    ".",
+    ' "quoted"',
+    " back\\slash",
+    "\tTab",
+    " 日本語",
+]
+USAGE = {
+    "prompt_tokens": 17,
+    "completion_tokens": 0,
+    "total_tokens": 17,
+    "cost": 0.0001025,
+    "is_byok": False,
+    "prompt_tokens_details": {"cached_tokens": 0},
+    "cost_details": {"upstream_inference_cost": None},
+    "completion_tokens_details": {"reasoning_tokens": 0},
+}
+KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
+BLOCK = 64 * 1024  # HTTP chunk size of the "coalesced" framing
+HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"X-Generation-Id: " + GEN_ID.encode() + b"\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"Connection: close\r\n"
+    b"\r\n"
+)
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def chunk_event(content: str, finish: str | None = None) -> bytes:
+    """One ``data: {chat.completion.chunk}\\n\\n`` event, as OpenRouter writes it."""
+    obj = {
+        "id": GEN_ID,
+        "provider": "OpenAI",
+        "model": "openai/gpt-4o",
+        "object": "chat.completion.chunk",
+        "created": 1754441342,
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": content},
+                "finish_reason": finish,
+                "native_finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+        "system_fingerprint": "fp_07871e2ad8",
+    }
+    return b"data: " + _dumps(obj).encode() + b"\n\n"
+
+
+def usage_event(completion_tokens: int) -> bytes:
+    usage = dict(USAGE, completion_tokens=completion_tokens)
+    usage["total_tokens"] = usage["prompt_tokens"] + completion_tokens
+    obj = {
+        "id": GEN_ID,
+        "provider": "OpenAI",
+        "model": "openai/gpt-4o",
+        "object": "chat.completion.chunk",
+        "created": 1754441342,
+        "choices": [],
+        "usage": usage,
+    }
+    return b"data: " + _dumps(obj).encode() + b"\n\n"
+
+
+def frame(event: bytes) -> bytes:
+    """One HTTP/1.1 chunk."""
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+def closing_events(count: int) -> list[bytes]:
+    return [chunk_event("", "stop"), usage_event(count), b"data: [DONE]\n\n"]
+
+
+@dataclass
+class Stream:
+    """A whole answer: its SSE events, the content they carry and the response bytes."""
+
+    events: list[bytes]
+    content: str
+    count: int
+
+    @property
+    def sse(self) -> bytes:
+        """The body as a client sees it once de-chunked (what ``curl -N`` prints)."""
+        return b"".join(self.events)
+
+    def response(self, framing: str = "event") -> bytes:
+        """Headers and chunked body: one HTTP chunk per event, or 64 KiB chunks ("coalesced")."""
+        if framing == "coalesced":
+            body = self.sse
+            frames = [frame(body[i : i + BLOCK]) for i in range(0, len(body), BLOCK)]
+        else:
+            frames = [frame(e) for e in self.events]
+        return HEADERS + b"".join(frames) + b"0\r\n\r\n"
+
+
+def build_stream(count: int, seed: int = 1) -> Stream:
+    """Keep-alive, a role chunk, ``count`` content chunks, finish chunk, usage chunk, [DONE]."""
+    rng = random.Random(seed)
+    pieces = ["".join(rng.choices(WORDS, k=rng.randint(1, 3))) for _ in range(count)]
+    events = [KEEPALIVE, chunk_event("")]
+    events += [chunk_event(p) for p in pieces]
+    events += closing_events(count)
+    return Stream(events, "".join(pieces), count)
+
+
+@dataclass
+class Paced:
+    count: int
+    interval: float
+
+
+@dataclass
+class BenchServer:
+    """Threaded loopback server; ``start()`` it, ``close()`` it (or use ``with``)."""
+
+    host: str = "127.0.0.1"
+    routes: dict[str, bytes | Paced] = field(default_factory=dict)
+    arrivals: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._sock = socket.create_server((self.host, 0), backlog=128)
+        self.port: int = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, name="bench-server", daemon=True)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def add_body(self, route: str, response: bytes) -> None:
+        self.routes[route] = response
+
+    def add_paced(self, route: str, count: int, interval: float) -> None:
+        self.routes[route] = Paced(count, interval)
+
+    def base_url(self, route: str, tag: str) -> str:
+        return f"http://{self.host}:{self.port}/{route}/{tag}/v1"
+
+    def arrival_ns(self, tag: str) -> int | None:
+        with self._lock:
+            return self.arrivals.get(tag)
+
+    def start(self) -> BenchServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def __enter__(self) -> BenchServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                path = self._read_request(conn)
+                if path is None:
+                    return
+                parts = path.strip("/").split("/")
+                route = self.routes.get(parts[0]) if parts else None
+                if route is None or len(parts) < 2 or not path.endswith("/chat/completions"):
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    return
+                if isinstance(route, Paced):
+                    self._send_paced(conn, route)
+                else:
+                    conn.sendall(route)
+                conn.shutdown(socket.SHUT_WR)
+        except OSError as exc:  # a client that went away early is its own benchmark's failure
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _read_request(self, conn: socket.socket) -> str | None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            buf += data
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        method, path, _ = lines[0].decode("latin-1").split(" ", 2)
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            body += data
+        now = time.monotonic_ns()
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2:
+            with self._lock:
+                self.arrivals.setdefault(parts[1], now)
+        return path if method == "POST" else None
+
+    @staticmethod
+    def _send_paced(conn: socket.socket, paced: Paced) -> None:
+        conn.sendall(HEADERS + frame(KEEPALIVE) + frame(chunk_event("")))
+        step = int(paced.interval * 1e9)
+        due = time.monotonic_ns() + step
+        clock: Callable[[], int] = time.monotonic_ns
+        for _ in range(paced.count):
+            wait = due - clock()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+            due += step
+            conn.sendall(frame(chunk_event(f"{clock()}\n")))
+        tail = b"".join(frame(e) for e in closing_events(paced.count))
+        conn.sendall(tail + b"0\r\n\r\n")

@@ -1,0 +1,86 @@
+"""The prompt path stays light: no markdown, no syntax highlighting, no history store.
+
+``rill "prompt" | …`` runs inside loops and one-liners, so everything it imports is paid on every
+call. Markdown rendering (``rich.markdown``, ``markdown_it``, ``pygments``), rich tables, the
+terminal layer (``rill.tty``) and the history store (``rill.history``) belong to terminals and
+subcommands and must be imported inside the code that needs them. Each check runs in a fresh
+interpreter, so nothing imported by the test process itself can hide a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.fakeserver import DEMO_CONTENT, FakeOpenRouter
+
+#: Modules (and their submodules) a piped prompt must never import.
+HEAVY = (
+    "rich.markdown",
+    "markdown_it",
+    "pygments",
+    "rich.table",
+    "rill.history",
+    "rill.tty",
+)
+
+
+def heavy_among(modules: list[str]) -> list[str]:
+    """The entries of ``HEAVY`` that ``modules`` contains (a module or any of its submodules)."""
+    return [h for h in HEAVY if any(m == h or m.startswith(h + ".") for m in modules)]
+
+
+def imported_by(
+    argv: list[str], **kwargs: object
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``python -X importtime ARGV`` and return the process and every module it imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        **kwargs,  # type: ignore[call-overload]
+    )
+    modules = [
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    ]
+    return done, modules
+
+
+def test_importing_the_prompt_path() -> None:
+    code = (
+        "import json, sys, typer.main\n"
+        "import rill.cli, rill.run, rill.session, rill.client, rill.render, rill.sse\n"
+        "typer.main.get_command(rill.cli.app)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    modules = json.loads(done.stdout)
+    assert "rill.session" in modules and "httpx" in modules  # the check saw the real path
+    assert heavy_among(modules) == []
+
+
+def test_version_imports_nothing_heavy() -> None:
+    done, modules = imported_by(["-m", "rill", "--version"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rill.cli" in modules
+    assert heavy_among(modules) == []
+
+
+@pytest.mark.parametrize("fmt", ["text", "jsonl"])
+def test_a_piped_prompt_imports_nothing_heavy(fake_server: FakeOpenRouter, fmt: str) -> None:
+    argv = ["-m", "rill", "--base-url", fake_server.url, "-m", "x", "--no-history", "-f", fmt]
+    done, modules = imported_by([*argv, "hi"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    if fmt == "text":
+        assert done.stdout == "".join(DEMO_CONTENT)
+    assert {"rill.session", "rill.sse", "rill.client", "httpx"} <= set(modules)
+    assert heavy_among(modules) == []
