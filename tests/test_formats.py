@@ -297,3 +297,21 @@ def test_no_stream_renders_through_the_same_formats(tmp_path: Path) -> None:
     assert lines[-1]["message"]["content"] == "whole"
     result = invoke(tmp_path, body, "--no-stream", "--no-history", "hi")
     assert result.stdout == "whole"
+
+
+@pytest.mark.parametrize("fmt", ["sse", "jsonl"])
+def test_fast_chunk_encoding_matches_json_dumps(fmt: str) -> None:
+    import io
+
+    from rill.events import Chunk, Reasoning
+    from rill.render import OutputFormat, make_renderer
+
+    texts = ["plain", 'quote " back\\slash', "new\nline\ttab\x00nul", "héllo 😀 \u2028", ""]
+    fast, slow = io.BytesIO(), io.BytesIO()
+    renderer = make_renderer(OutputFormat(fmt), fast)
+    reference = make_renderer(OutputFormat(fmt), slow)
+    deltas = [cls(t) for t in texts for cls in (Chunk, Reasoning)]
+    renderer.deltas(b"", deltas)  # type: ignore[attr-defined]
+    for d in deltas:
+        reference._write([reference.encode(d.NAME, d.as_dict())])  # type: ignore[attr-defined]
+    assert fast.getvalue() == slow.getvalue()

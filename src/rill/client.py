@@ -11,7 +11,6 @@ exception drop the connection at once — which is what stops generation (and bi
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import re
@@ -226,6 +225,8 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # only for the rare HTTP-date form: it costs 5 ms of start-up
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

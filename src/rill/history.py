@@ -63,6 +63,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _JOURNAL_EVERY = 1.0  # seconds between journal appends while an answer streams
+_COMPACT_MASK = 4095  # join unjournaled pieces every 4,096 deltas
 _LOCK_TIMEOUT = 10.0  # a stopped process must not freeze every other run
 _TITLE_CHARS = 60
 _SNIPPET_CHARS = 40
@@ -527,10 +528,21 @@ class Recorder:
             return
         if content:
             self._content.append(content)
+            if len(self._content) & _COMPACT_MASK == 0:
+                self._compact()
         if reasoning:
             self._reasoning.append(reasoning)
         if self._clock() >= self._next_flush:
             self.flush()
+
+    def _compact(self) -> None:
+        """Join the pieces not yet journaled into one string: a long answer made of 100,000
+        tiny deltas must not be held as 100,000 string objects."""
+        with self._lock:
+            sent_c = self._sent[0]
+            end = len(self._content)
+            if end - sent_c > 1:
+                self._content[sent_c:end] = ["".join(self._content[sent_c:end])]
 
     def _pending(self) -> bool:
         return (len(self._content), len(self._reasoning)) != self._sent
@@ -549,13 +561,22 @@ class Recorder:
             if self._fd is None or self._store is None or not self._journaling:
                 return
             self._next_flush = self._clock() + _JOURNAL_EVERY
-            sent_c, sent_r = self._sent
-            self._sent = (len(self._content), len(self._reasoning))
             entry: dict[str, str] = {}
-            if self._sent[0] > sent_c:
-                entry["c"] = "".join(self._content[sent_c : self._sent[0]])
-            if self._sent[1] > sent_r:
-                entry["r"] = "".join(self._reasoning[sent_r : self._sent[1]])
+            sent = []
+            # Each journaled range is replaced by its joined text: one string per write, not
+            # one per delta. Other threads only append, so the range itself stays put.
+            for key, pieces, done in (
+                ("c", self._content, self._sent[0]),
+                ("r", self._reasoning, self._sent[1]),
+            ):
+                end = len(pieces)
+                if end > done:
+                    text = "".join(pieces[done:end])
+                    pieces[done:end] = [text]
+                    entry[key] = text
+                    end = done + 1
+                sent.append(end)
+            self._sent = (sent[0], sent[1])
             if not entry:
                 return
             try:

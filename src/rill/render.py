@@ -80,14 +80,34 @@ class RawRenderer:
         pass
 
 
+# json.dumps(text, ensure_ascii=False) for a str, without building a dict per delta: the
+# per-event cost of the sse and jsonl formats is dominated by encoding otherwise.
+_encode_str: Any = (
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+)
+
+
 class _EventStreamRenderer:
     """Shared by ``sse`` and ``jsonl``: one encoded record per event, one write per read."""
+
+    #: Prefix and suffix around the JSON-encoded content of chunk and reasoning events.
+    chunk_frame: tuple[str, str]
+    reasoning_frame: tuple[str, str]
 
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
 
     def encode(self, name: str, data: dict[str, Any]) -> str:
         raise NotImplementedError
+
+    def _delta(self, d: Delta) -> str:
+        if isinstance(d, Chunk):
+            head, tail = self.chunk_frame
+        elif isinstance(d, Reasoning):
+            head, tail = self.reasoning_frame
+        else:
+            return self.encode(d.NAME, d.as_dict())
+        return f"{head}{_encode_str(d.content)}{tail}"
 
     def _write(self, records: list[str]) -> None:
         if records:
@@ -98,18 +118,24 @@ class _EventStreamRenderer:
         self._write([self.encode(event.NAME, event.as_dict())])
 
     def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
-        self._write([self.encode(d.NAME, d.as_dict()) for d in deltas])
+        self._write([self._delta(d) for d in deltas])
 
     def finish(self, event: Terminal) -> None:
         self._write([self.encode(event.NAME, event.as_dict())])
 
 
 class SSERenderer(_EventStreamRenderer):
+    chunk_frame = ('event: chunk\ndata: {"content":', ',"done":false}\n\n')
+    reasoning_frame = ('event: reasoning\ndata: {"content":', "}\n\n")
+
     def encode(self, name: str, data: dict[str, Any]) -> str:
         return f"event: {name}\ndata: {_dumps(data)}\n\n"
 
 
 class JSONLRenderer(_EventStreamRenderer):
+    chunk_frame = ('{"event":"chunk","content":', ',"done":false}\n')
+    reasoning_frame = ('{"event":"reasoning","content":', "}\n")
+
     def encode(self, name: str, data: dict[str, Any]) -> str:
         return _dumps({"event": name, **data}) + "\n"
 

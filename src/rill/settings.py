@@ -7,11 +7,8 @@ directories are used. Nothing here runs at import time: settings are resolved in
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import stat
-import subprocess
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +98,8 @@ def load_config(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    import tomllib  # deferred, like ipaddress and subprocess below: only some runs need them
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -142,6 +141,8 @@ def is_loopback(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -151,6 +152,8 @@ def is_loopback(host: str) -> bool:
 def _key_from_config(config: Mapping[str, Any], config_file: Path, warn: Any) -> str | None:
     command = config.get("api_key_cmd")
     if command:
+        import subprocess
+
         try:
             done = subprocess.run(
                 command, shell=True, capture_output=True, text=True, timeout=30, check=False

@@ -138,7 +138,10 @@ class Transcript:
                 self._add_reasoning_details(details)
             content = delta.get("content")
             if content:
-                self.content_parts.append(content)
+                parts = self.content_parts
+                parts.append(content)
+                if len(parts) > 4096:  # one string, not 100,000 tiny ones, for long answers
+                    parts[:] = ["".join(parts)]
                 out.append(Chunk(content))
             calls = delta.get("tool_calls")
             if calls:
