@@ -45,6 +45,7 @@ from rill.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient, make_http_client
 from rill.errors import APIError, Cancelled, ExitCode, NetworkError, RillError, UsageError
 from rill.events import Done, Error, Start, Terminal
 from rill.protocol import Request
+from rill.run import silence_stdout
 from rill.session import NullRecorder, Recorder, run_chat
 from rill.settings import Settings
 
@@ -874,16 +875,6 @@ def _stream_writer(out: BinaryIO) -> Callable[[bytes], None]:
     return write
 
 
-def _silence_stdout() -> None:
-    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 def run_batch(args: BatchArgs) -> int:
     """Run a whole batch; the exit code (0, the first failed item's, or 130/141/143)."""
     err = args.stderr if args.stderr is not None else sys.stderr
@@ -938,7 +929,7 @@ def run_batch(args: BatchArgs) -> int:
             os.close(fd)
     if stop.code is ExitCode.BROKEN_PIPE:
         if args.stdout is None:
-            _silence_stdout()
+            silence_stdout()
         return code
     reporter.summary(stop, batch.unfinished, resumable=path is not None)
     return code

@@ -104,16 +104,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY VALUE, got {item!r}", param_hint="--param")
-        params[key] = value
-    return params
-
-
 def _read_stdin(words: list[str]) -> str | None:
     stdin = sys.stdin
     if stdin is None:
@@ -241,6 +231,7 @@ def ask(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
 ) -> None:
+    from rill.prompting import parse_params
     from rill.run import PromptArgs, run_prompt
 
     if color is not None and color not in ("auto", "always", "never"):
@@ -275,7 +266,7 @@ def ask(
         options=list(option or []),
         stream=not no_stream,
         template=template,
-        params=_params(param or []),
+        params=parse_params(param or []),
         dry_run=dry_run,
         raw=raw,
         debug=debug,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,17 @@ def parse_option(item: str, *, base_dir: Path | None = None) -> tuple[list[str],
     return key.split("."), parsed
 
 
+def parse_params(items: list[str]) -> dict[str, str]:
+    """Template parameters given as ``KEY=VALUE`` (the CLI turns ``-p KEY VALUE`` into that)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"a template parameter must be KEY VALUE or KEY=VALUE, got {item!r}")
+        params[key] = value
+    return params
+
+
 def merge_options(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -97,6 +107,8 @@ def template_path(templates_dir: Path, name: str) -> Path:
 
 
 def load_template(templates_dir: Path, name: str) -> Template:
+    import tomllib  # only templates need it: not every run pays for the import
+
     path = template_path(templates_dir, name)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -167,7 +167,7 @@ def _stream(
         client.http.close()
     error = outcome.error
     if isinstance(error, Cancelled) and error.reason == "broken pipe":
-        _silence_stdout()
+        silence_stdout()
         if args.debug:
             _stderr("rill: stdout was closed; the partial answer is in history")
     elif isinstance(error, Cancelled):
@@ -224,7 +224,7 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """After a closed pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -25,16 +25,6 @@ EPILOG = (
 )
 
 
-def _params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
-        params[key] = value
-    return params
-
-
 def batch_command(
     ctx: typer.Context,
     input_file: Annotated[
@@ -136,6 +126,7 @@ def batch_command(
     ] = False,
 ) -> None:
     from rill.batch import BatchArgs, run_batch
+    from rill.prompting import parse_params
 
     if reasoning_effort is not None and reasoning_effort not in ("low", "medium", "high"):
         raise typer.BadParameter("must be low, medium or high", param_hint="--reasoning-effort")
@@ -158,7 +149,7 @@ def batch_command(
         options=list(option or []),
         no_history=no_history,
         template=template,
-        params=_params(param or []),
+        params=parse_params(param or []),
         prompt_prefix=prompt_prefix,
         transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
         stdin=getattr(sys.stdin, "buffer", None),
