@@ -166,3 +166,22 @@ def test_jsonl_over_real_http(fake_server: FakeOpenRouter) -> None:
     assert events[0]["event"] == "start"
     assert any(e["event"] == "reasoning" for e in events)
     assert events[-1]["event"] == "done" and events[-1]["usage"]["reasoning_tokens"] >= 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--format", "nope", "hi"],
+        ["--temperature", "warm", "hi"],
+        ["--nope", "hi"],
+        ["history", "show", "--bogus"],
+        ["usage", "--by", "week"],
+    ],
+)
+def test_bad_flags_get_one_line_and_exit_2(fake_server: FakeOpenRouter, args: list[str]) -> None:
+    result = run(["--base-url", fake_server.url, *args] if args[0].startswith("-") else args)
+    err = result.stderr.decode()
+    assert result.returncode == 2
+    assert err.startswith("rill: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert fake_server.chat_requests == []

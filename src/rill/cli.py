@@ -41,6 +41,35 @@ class RillGroup(TyperGroup):
             return super().parse_args(ctx, args)
         return super().parse_args(ctx, ["ask", *_pair_params(args)])
 
+    def main(  # type: ignore[override]  # same parameters, narrowed to what rill passes
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Bad flags and arguments get one line on stderr and exit 2, like every other error."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            sys.exit(int(ExitCode.INTERNAL))
+        except Exception as exc:
+            # Click's usage errors (vendored by typer, so matched by shape, not by class).
+            message = getattr(exc, "format_message", None)
+            exit_code = getattr(exc, "exit_code", None)
+            if message is None or not isinstance(exit_code, int):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `rill history`: the help is the answer
+                sys.stderr.write(message() + "\n")
+            else:
+                hint = " (see rill --help)" if exit_code == ExitCode.USAGE else ""
+                err(f"{message()}{hint}")
+            sys.exit(exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: Any) -> Any:
         # Every command's RillError becomes its one-line message and exit code here, so the
         # behaviour is the same under `rill`, `python -m rill` and typer's CliRunner.
