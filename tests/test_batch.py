@@ -33,7 +33,7 @@ from rill.batch import (
 )
 from rill.errors import UsageError
 from rill.events import Done, Error
-from rill.history import HistoryStore
+from rill.history import HistoryStore, usage_total
 from rill.protocol import Request
 from rill.settings import Settings
 from tests.e2e import RILL, run
@@ -115,10 +115,25 @@ def test_200_items_on_16_jobs_all_complete_and_match(
     assert len(fake_server.chat_requests) == 200
     # Every item is one chat in history, so `rill usage` counts all of them.
     assert len({r["chat_id"] for r in results}) == 200
-    assert HistoryStore(rill_env / "history").usage_total()["requests"] == 200
+    assert usage_total(HistoryStore(rill_env / "history").usage())["requests"] == 200
     err = done.stderr.decode()
     assert "\r" not in err  # no progress display when stderr is not a terminal
     assert "200 done, 0 failed, 0 skipped" in err
+
+
+def test_items_history_cannot_record_have_no_chat_and_are_counted(
+    batch: Any, rill_env: Path
+) -> None:
+    rill_env.mkdir(parents=True)
+    (rill_env / "history").write_text("a file where the folder should be")
+    done = batch("-j", "4", "-m", "fake/echo", input=items(6))
+    assert done.returncode == 0, done.stderr
+    results = lines_of(done.stdout)
+    assert len(results) == 6
+    assert [r["chat_id"] for r in results] == [None] * 6  # "no chat" as with --no-history
+    err = done.stderr.decode()
+    assert err.count("history: cannot write") == 1  # the warning once…
+    assert "6 not saved in history" in err  # …and the count at the end
 
 
 def test_429_with_retry_after_holds_every_worker_and_no_item_fails(

@@ -14,8 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rill.cli import app
+from rill.history import ExchangeStart, HistoryStore
 from tests.e2e import RILL
 from tests.fakeserver import FakeOpenRouter, Scenario
+from tests.test_history import dead_run, snapshot
 
 runner = CliRunner()
 
@@ -191,7 +193,8 @@ def test_list_show_search_export_rm(fake_server: FakeOpenRouter) -> None:
     assert "capital of France?" in text and "why is the sky blue?" in text
     hits = json.loads(rill("history", "search", "rayleigh", "--json").stdout)
     assert len(hits) == 1 and hits[0]["chat_id"] == listed[0]["id"]
-    assert rill("history", "search", "nothing-like-this").exit_code == 1
+    nothing = rill("history", "search", "nothing-like-this")  # no hits: empty, and exit 0
+    assert (nothing.exit_code, nothing.stdout, nothing.stderr) == (0, "", "")
     exported = [json.loads(line) for line in rill("history", "export").stdout.splitlines()]
     assert len(exported) == 2
     assert rill("history", "rm", listed[0]["id"]).exit_code == 0
@@ -255,3 +258,134 @@ def test_twenty_processes_finishing_at_once_all_land(
         json.loads(line) for line in (rill_env / "history" / "index.jsonl").read_text().splitlines()
     )
     assert os.listdir(rill_env / "history" / "journal") == []
+
+
+def record(home: Path, prompt: str, answer: str) -> str:
+    """One finished exchange written straight into the history under ``home``; its chat id."""
+    store = HistoryStore(home / "history")
+    recorder = store.begin(
+        ExchangeStart(None, [{"role": "user", "content": prompt}], "m/req", {}, "http://x")
+    )
+    recorder.add(answer)
+    recorder.finish({"finish_reason": "stop", "served_model": "m/served", "usage": {"cost": 1}})
+    assert recorder.chat_id is not None
+    return recorder.chat_id
+
+
+def test_no_history_continue_only_reads(fake_server: FakeOpenRouter, rill_env: Path) -> None:
+    chat_id = record(rill_env, "first question", "first answer")
+    store = HistoryStore(rill_env / "history")
+    dead_run(store, chat_id, "cut short")  # a killed run: a writing load would settle it
+    (rill_env / "history" / "index.jsonl").unlink()  # a writing store would rebuild it
+    (rill_env / "history" / ".lock").unlink()
+    before = snapshot(rill_env)
+    ask(fake_server, "--no-history", "-c", "next question")
+    assert snapshot(rill_env) == before  # --no-history writes nothing at all
+    assert fake_server.chat_requests[-1].body["messages"][-3:] == [
+        {"role": "user", "content": "killed question"},
+        {"role": "assistant", "content": "cut short"},
+        {"role": "user", "content": "next question"},
+    ]
+
+
+def test_completing_a_chat_id_writes_nothing(rill_env: Path) -> None:
+    from rill.completion import complete_chat
+
+    chat_id = record(rill_env, "a question", "an answer")
+    (rill_env / "history" / "index.jsonl").unlink()
+    (rill_env / "history" / ".lock").unlink()
+    before = snapshot(rill_env)
+    assert complete_chat(chat_id[:3]) == [chat_id]
+    assert snapshot(rill_env) == before
+
+
+def closed_stdout(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run rill with a stdout whose reader has already gone (a `| head` that has exited)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [*RILL, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["history", "export"],
+        ["history", "list"],
+        ["history", "list", "--json"],
+        ["history", "show", "last"],
+        ["history", "search", "answer"],
+        ["usage"],
+        ["usage", "--json"],
+    ],
+)
+def test_a_closed_stdout_ends_quietly_with_141(args: list[str], rill_env: Path) -> None:
+    record(rill_env, "a question", "an answer")
+    done = closed_stdout(*args)
+    assert (done.returncode, done.stderr.decode()) == (141, "")
+
+
+def test_export_into_head_ends_quietly_with_141(
+    rill_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # only to write the history quickly
+    for n in range(200):  # far more than a pipe holds
+        record(rill_env, f"question {n}", "x" * 1000)
+    rill = subprocess.Popen(
+        [*RILL, "history", "export"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    head = subprocess.run(["head", "-c", "100"], stdin=rill.stdout, capture_output=True, timeout=60)
+    assert rill.stdout is not None and rill.stderr is not None
+    rill.stdout.close()
+    with rill.stderr:
+        err = rill.stderr.read()
+    assert (rill.wait(timeout=60), err) == (141, b"")
+    assert len(head.stdout) == 100
+
+
+def test_a_since_too_far_back_is_a_usage_error() -> None:
+    for since in ("99999999d", "99999999999999999999w"):
+        result = rill("usage", "--since", since)
+        assert result.exit_code == 2, result.output
+        assert "--since" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_show_and_search_neutralise_control_sequences_on_a_terminal(
+    fake_server: FakeOpenRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_server.enqueue(Scenario(content=["\x1b]0;pwned\x07 a \x1b[31mred\x1b[0m word"]))
+    ask(fake_server, "colour me")
+    # Into a pipe, the text is exact.
+    assert "\x1b]0;pwned\x07 a \x1b[31mred" in rill("history", "show").stdout
+    assert "\x1b[31mred" in rill("history", "search", "red").stdout
+    monkeypatch.setattr("rill.commands.history.stdout_is_terminal", lambda: True)
+    for args in (["history", "show"], ["history", "search", "red"]):
+        out = rill(*args).stdout
+        assert "\x1b" not in out and "\x07" not in out, args
+        assert "\u241b[31mred" in out, args
+
+
+def test_tabs_and_newlines_inside_cells_keep_tsv_rows_whole(
+    fake_server: FakeOpenRouter, rill_env: Path
+) -> None:
+    fake_server.enqueue(Scenario(content=["x"], served_model="evil\tmodel\nname"))
+    ask(fake_server, "-m", "m/req", "a\ttabbed title")
+    (row,) = rill("history", "list").stdout.splitlines()
+    cells = row.split("\t")
+    assert len(cells) == 8
+    assert cells[2] == "evil model name" and cells[7] == "a tabbed title"
+    lines = rill("usage").stdout.splitlines()
+    assert len(lines) == 2 and [len(line.split("\t")) for line in lines] == [7, 7]
+    assert lines[0].startswith("evil model name\t")

@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from rill.errors import ExitCode, UsageError
+import rill.history
+from rill.errors import ExitCode, RillError, UsageError
 from rill.history import (
     SCHEMA_VERSION,
     ExchangeStart,
@@ -261,7 +263,7 @@ def test_twenty_processes_creating_chats_at_once_all_land(
         (ex,) = store.load(chat["id"])["exchanges"]
         assert ex["answer"]["content"] == f"answer {chat['title'].split()[1]}"
     assert len(index_lines(store)) == 40
-    assert store.usage_total()["requests"] == 20
+    assert usage_total(store.usage())["requests"] == 20
     assert store.reindex() == 20
     assert warnings == []
     assert list((store.root / "journal").iterdir()) == []
@@ -289,12 +291,17 @@ def test_an_unwritable_root_disables_the_recorder_with_one_warning(
     blocker.write_text("not a folder")
     store = HistoryStore(blocker / "history", warn=warnings.append)
     recorder = store.begin(start())
-    assert not recorder.enabled and recorder.path is None and recorder.chat_id == ""
+    # "No chat" is spelled None, as by session.NullRecorder (--no-history).
+    assert not recorder.enabled and recorder.path is None and recorder.chat_id is None
     recorder.add("text")
     recorder.finish(outcome())
     assert len(warnings) == 1
     assert warnings[0].startswith("history: cannot write ")
     assert warnings[0].endswith("; the answer is not saved")
+    # The warning is shown once, however many answers are lost; the count is kept.
+    store.begin(start())
+    store.begin(start())
+    assert len(warnings) == 1 and store.not_saved == 3
     assert store.list_chats() == []
 
 
@@ -335,7 +342,7 @@ def test_damaged_chat_files_are_skipped_with_a_warning(
     assert len(store.list_chats()) == 1
     assert [hit["role"] for hit in store.search("HEALTHY")] == ["user", "assistant"]
     assert len(list(store.export())) == 1
-    assert store.usage_total()["requests"] == 1
+    assert usage_total(store.usage())["requests"] == 1
     assert any(str(broken) in w for w in warnings) and any(str(wrong) in w for w in warnings)
     assert all("\n" not in w for w in warnings)
 
@@ -359,7 +366,7 @@ def test_damaged_index_lines_are_skipped_with_one_warning(
         ("two", 1, 0.25),
         ("one", 2, 0.25),
     ]
-    assert store.usage_total()["requests"] == 2  # the line with a text cost is left out
+    assert usage_total(store.usage())["requests"] == 2  # the line with a text cost is left out
     assert warnings == [f"history: skipped 2 damaged line(s) in {store.root / 'index.jsonl'}"]
 
 
@@ -568,7 +575,7 @@ def test_search_export_and_remove(store: HistoryStore) -> None:
     store.remove(one.chat_id)
     assert store.chat_path(one.chat_id) is None
     assert [c["id"] for c in store.list_chats()] == [long.chat_id, two.chat_id]
-    assert store.usage_total()["requests"] == 2
+    assert usage_total(store.usage())["requests"] == 2
     assert index_lines(store)[-1] == {"chat": one.chat_id, "ev": "rm", "at": ANY_TIME}
     with pytest.raises(UsageError):
         store.remove(one.chat_id)
@@ -623,7 +630,7 @@ def test_usage_by_model_and_day_since_and_total(store: HistoryStore) -> None:
     assert [r["key"] for r in store.usage(by="day")] == ["2025-01-01", "2025-01-02", "2025-01-03"]
     since = datetime(2025, 1, 2, 10, 30, tzinfo=UTC)
     assert [r["requests"] for r in store.usage(since, by="day")] == [1, 2]
-    total = store.usage_total(since)
+    total = usage_total(store.usage(since))
     assert total["key"] == "total" and total["requests"] == 3 and total["cost"] == 0.75
     assert usage_total(by_model)["cost"] == 4.75
     assert store.usage(datetime.now(UTC) + timedelta(days=1)) == []
@@ -656,3 +663,227 @@ def test_last_chat_is_found_past_the_end_of_a_large_index(store: HistoryStore) -
     with (store.root / "index.jsonl").open("a") as index:
         index.write(json.dumps(line("c", "aaaaaaaaaaaa", "begin"), separators=(",", ":")) + "\n")
     assert store.last_chat_id() == "aaaaaaaaaaaa"
+
+
+# --- read-only stores --------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every path under ``root`` with its mode and (for files) its bytes."""
+    found: dict[str, tuple[int, bytes | None]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        body = path.read_bytes() if path.is_file() else None
+        found[str(path.relative_to(root))] = (info.st_mode, body)
+    return found
+
+
+def dead_run(store: HistoryStore, chat_id: str, partial: str) -> str:
+    """An exchange of ``chat_id`` whose writer was killed: still "running" in the chat file, its
+    journal unlocked and holding ``partial``. Returns the exchange id."""
+    path = store.chat_path(chat_id)
+    assert path is not None
+    chat = json.loads(path.read_text())
+    exchange_id = "deaddeaddeaddead"
+    chat["exchanges"].append(
+        {
+            "id": exchange_id,
+            "started_at": "2999-01-01T00:00:00.000Z",
+            "status": "running",
+            "messages": [{"role": "user", "content": "killed question"}],
+            "requested_model": "m/killed",
+        }
+    )
+    path.write_text(json.dumps(chat))
+    header = {"chat": chat_id, "ex": exchange_id, "at": "2999-01-01T00:00:00.000Z"}
+    store.journal_path(exchange_id).write_text(
+        json.dumps(header) + "\n" + json.dumps({"c": partial}) + "\n"
+    )
+    return exchange_id
+
+
+def test_a_read_only_store_answers_everything_and_writes_nothing(
+    tmp_path: Path, warnings: list[str]
+) -> None:
+    writer = HistoryStore(tmp_path / "history")
+    first = exchange(writer, "Tell me about Rome", content="Rome was not built in a day.")
+    exchange(writer, "and Paris?", content="PARIS is the capital of France")
+    exchange(writer, "more about Rome", chat_id=first.chat_id)
+    assert first.chat_id is not None
+    dead = dead_run(writer, first.chat_id, "half an ans")
+    (writer.root / "index.jsonl").unlink()  # a writing store would rebuild it
+    (writer.root / ".lock").unlink()
+    before = snapshot(writer.root)
+
+    store = HistoryStore(writer.root, warn=warnings.append, read_only=True)
+    assert store.last_chat_id() == first.chat_id and store.resolve("last") == first.chat_id
+    assert store.resolve(first.chat_id[:8]) == first.chat_id
+    rows = store.list_chats()
+    assert [(r["id"], r["turns"], r["finish_reason"]) for r in rows][0] == (
+        first.chat_id,
+        3,
+        "interrupted",
+    )
+    assert usage_total(store.usage())["requests"] == 4
+    assert [r["key"] for r in store.usage(by="day")]
+    loaded = store.load(first.chat_id)["exchanges"][-1]
+    assert loaded["id"] == dead and loaded["finish_reason"] == "interrupted"
+    assert loaded["answer"] == {"content": "half an ans"}
+    assert store.conversation(first.chat_id)[-1] == {"role": "assistant", "content": "half an ans"}
+    assert [h["role"] for h in store.search("half an")] == ["assistant"]
+    exported = {r["exchange_id"]: r for r in store.export()}
+    assert exported[dead]["finish_reason"] == "interrupted" and len(exported) == 4
+    for write in (
+        lambda: store.begin(start()),
+        lambda: store.remove(first.chat_id or ""),
+        store.reindex,
+    ):
+        with pytest.raises(RillError) as caught:
+            write()
+        assert caught.value.exit_code == ExitCode.INTERNAL
+    assert warnings == []
+    assert snapshot(writer.root) == before  # no index, no .lock, nothing settled
+    assert store.journal_path(dead).exists()
+
+
+def test_a_read_only_store_of_nothing_creates_nothing(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history", read_only=True)
+    assert store.list_chats() == [] and store.usage() == [] and store.last_chat_id() is None
+    assert store.search("x") == [] and list(store.export()) == []
+    with pytest.raises(UsageError):
+        store.resolve("last")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- many writers at once ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fsync takes 25 ms, as on a busy disk or a network file system."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        time.sleep(0.025)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_two_hundred_threads_with_slow_fsync_lose_nothing(
+    store: HistoryStore, warnings: list[str], slow_fsync: None
+) -> None:
+    count = 200  # as `rill batch -j 200` does
+    go = threading.Barrier(count)
+    recorders: list[Recorder] = []
+
+    def run(n: int) -> None:
+        go.wait()
+        recorder = store.begin(start(f"question {n}"))
+        recorder.add(f"answer {n}")
+        recorder.finish(outcome(content=None, finish_reason="length"))
+        recorders.append(recorder)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(recorders) == count and all(r.enabled for r in recorders)
+    assert warnings == [] and store.not_saved == 0
+    rows = list(store.export())
+    assert len(rows) == count
+    for row in rows:
+        assert (row["status"], row["finish_reason"]) == ("done", "length")
+        assert row["answer"]["content"] == "answer " + row["messages"][0]["content"].split()[1]
+        assert row["usage"]["cost"] == 0.25
+    assert usage_total(store.usage())["requests"] == count
+    assert {c["finish_reason"] for c in store.list_chats(limit=None)} == {"length"}
+    assert list((store.root / "journal").iterdir()) == []
+    assert not [p for p in (store.root / "chats").iterdir() if p.name.startswith(".")]
+
+
+def test_finish_waits_for_a_busy_lock_instead_of_giving_up(
+    store: HistoryStore, warnings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rill.history, "_LOCK_TIMEOUT", 0.2)
+    recorder = store.begin(start())
+    recorder.add("kept")
+    held = threading.Event()
+
+    def hold() -> None:
+        with rill.history._locked(store.root / ".lock"):
+            held.set()
+            time.sleep(0.7)  # longer than the lock timeout
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    recorder.finish(outcome(content=None))
+    holder.join()
+    assert warnings == []
+    (ex,) = store.load(recorder.chat_id or "")["exchanges"]
+    assert (ex["finish_reason"], ex["answer"]["content"]) == ("stop", "kept")
+
+
+def test_the_journal_folder_is_fsynced_after_the_rename(
+    store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    recorder = store.begin(start())
+    assert recorder.journal is not None
+    renamed = synced.index(str(recorder.journal.parent / f".{recorder.journal.name}.tmp"))
+    assert str(store.root / "journal") in synced[renamed + 1 :]
+    recorder.finish(outcome())
+
+
+def test_a_run_that_just_finished_is_not_taken_for_interrupted(
+    store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = store.begin(start("the question"))
+    recorder.add("the whole answer")
+    assert recorder.path is not None
+    stale = (recorder.path, json.loads(recorder.path.read_text()))  # read while it ran
+    recorder.finish(outcome(content=None))  # then it finished: the journal is gone
+    # A reader that read the chat file just before the finish finds no journal.
+    monkeypatch.setattr(store, "_iter_chats", lambda: iter([stale]))
+    (row,) = store.export()
+    assert (row["finish_reason"], row["answer"]["content"]) == ("stop", "the whole answer")
+    assert [h["role"] for h in store.search("whole answer")] == ["assistant"]
+
+
+def test_remove_writes_the_tombstone_before_deleting_files(
+    store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep = exchange(store, "keep")
+    gone = exchange(store, "gone")
+    assert gone.path is not None
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == gone.path:
+            raise OSError(5, "Input/output error", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(HistoryError, match="cannot remove chat"):
+        store.remove(gone.chat_id or "")
+    assert index_lines(store)[-1] == {"chat": gone.chat_id, "ev": "rm", "at": ANY_TIME}
+    assert [c["id"] for c in store.list_chats()] == [keep.chat_id]
+
+
+def test_continuing_a_damaged_chat_fails_before_anything_is_written(store: HistoryStore) -> None:
+    first = exchange(store, "first")
+    assert first.path is not None and first.chat_id is not None
+    first.path.write_text("{ damaged")
+    before = snapshot(store.root)
+    with pytest.raises(HistoryError, match="damaged chat file"):
+        store.begin(start("again", chat_id=first.chat_id))
+    assert snapshot(store.root) == before

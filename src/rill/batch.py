@@ -45,7 +45,7 @@ from rill.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient, make_http_client
 from rill.errors import APIError, Cancelled, ExitCode, NetworkError, RillError, UsageError
 from rill.events import Done, Error, Start, Terminal
 from rill.protocol import Request
-from rill.run import silence_stdout
+from rill.run import _isatty, silence_stdout
 from rill.session import NullRecorder, Recorder, run_chat
 from rill.settings import Settings
 
@@ -486,14 +486,10 @@ class Output:
                     self._write(ready)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def open_output(path: Path) -> int:
     """An append-only descriptor on ``path``; a torn last line gets its newline first."""
+    from rill.history import _write_all
+
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
@@ -610,12 +606,16 @@ class Reporter:
         if count == SHOWN_FAILURES:
             self.say("further failures are only in the output lines")
 
-    def summary(self, stop: Stop, unfinished: int, resumable: bool) -> None:
+    def summary(self, stop: Stop, unfinished: int, resumable: bool, not_saved: int = 0) -> None:
+        """The last line. ``not_saved`` counts the items history could not record: their warning
+        is shown once, however many there are, so the count is given here."""
         t = self.tally
         parts = [f"{t.done} done, {t.failed} failed, {t.skipped} skipped"]
         if stop.is_set() and unfinished:
             hint = " (run again with the same -o FILE to finish them)" if resumable else ""
             parts[0] += f", {unfinished} not finished{hint}"
+        if not_saved:
+            parts.append(f"{not_saved} not saved in history")
         parts.append(f"{t.tokens:,} tokens")
         if t.cost is not None:
             parts.append(_money(t.cost))
@@ -746,8 +746,9 @@ class Batch:
         return outcome.terminal, int(outcome.exit_code), cancelled
 
     def begin(self, request: Request, messages: list[dict[str, Any]]) -> Recorder:
-        """One new chat per item. The store serialises its own critical sections (``flock``),
-        as for concurrent runs; an extra in-process lock measured 2-3 times slower."""
+        """One new chat per item. The store serialises its own short critical sections, for
+        the threads of this process as for concurrent runs; a recorder it could not start has
+        ``chat_id`` None, like the ``NullRecorder`` of ``--no-history``."""
         if self.store is None:
             null: Recorder = NullRecorder()
             return null
@@ -812,13 +813,6 @@ class BatchArgs:
     """None: show progress when stderr is a terminal."""
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-
-
 def read_input(source: str | None, stdin: BinaryIO | None) -> bytes:
     if source is None or source == "-":
         if stdin is None or (source is None and _isatty(stdin)):
@@ -875,6 +869,12 @@ def _stream_writer(out: BinaryIO) -> Callable[[bytes], None]:
     return write
 
 
+def _fd_writer(fd: int) -> Callable[[bytes], None]:
+    from rill.history import _write_all
+
+    return lambda line: _write_all(fd, line)
+
+
 def run_batch(args: BatchArgs) -> int:
     """Run a whole batch; the exit code (0, the first failed item's, or 130/141/143)."""
     err = args.stderr if args.stderr is not None else sys.stderr
@@ -907,7 +907,7 @@ def run_batch(args: BatchArgs) -> int:
 
     fd = open_output(path) if path is not None else None
     stdout = args.stdout if args.stdout is not None else sys.stdout.buffer
-    write = _stream_writer(stdout) if fd is None else (lambda line: _write_all(fd, line))
+    write = _stream_writer(stdout) if fd is None else _fd_writer(fd)
     http = make_pool(settings, args.jobs, stop, args.transport)
     client = GatedClient(settings, http, gate=gate, stop=stop, on_gate=on_gate)
     output = Output(write, ordered=args.ordered)
@@ -931,5 +931,6 @@ def run_batch(args: BatchArgs) -> int:
         if args.stdout is None:
             silence_stdout()
         return code
-    reporter.summary(stop, batch.unfinished, resumable=path is not None)
+    not_saved = store.not_saved if store is not None else 0
+    reporter.summary(stop, batch.unfinished, resumable=path is not None, not_saved=not_saved)
     return code

@@ -34,7 +34,8 @@ def complete_chat(incomplete: str) -> list[str]:
     try:
         from rill.history import HistoryStore
 
-        rows = HistoryStore(resolve_paths().history_dir).list_chats(limit=200)
+        # Read-only: pressing Tab never creates, rebuilds or settles anything in the history.
+        rows = HistoryStore(resolve_paths().history_dir, read_only=True).list_chats(limit=200)
     except Exception:  # noqa: BLE001 - completion never fails loudly
         return []
     return [r["id"] for r in rows if str(r.get("id", "")).startswith(incomplete)]

@@ -3,20 +3,27 @@
 Under the store's root (directories 0700, files 0600, whatever the umask) each chat is one file,
 ``chats/<chat_id>.json`` or ``.toml``, holding its exchanges: this turn's messages, the request
 options, the requested and served model, the answer, usage, timings and errors. Chat files are the
-source of truth and are only ever replaced whole (temporary file in the same folder, ``fsync``,
-``os.replace``) inside a short critical section serialised across processes by ``flock`` on
-``.lock``, so concurrent runs appending to one chat never lose an exchange. While an answer
-streams, its new text is appended about once a second to ``journal/<exchange_id>.jsonl``, which the
-writing process holds under an exclusive ``flock`` for its whole life: a reader that can take a
-shared lock on it knows the writer is gone (SIGKILL, power loss) and shows the exchange as
-``interrupted`` with the journalled partial answer; ``load`` writes that resolution back into the
-chat file. ``index.jsonl`` is an append-only log, one compact JSON line per event (exchange begun,
-exchange finished, chat removed; the last line for an exchange wins), each written by a single
-``os.write`` on an ``O_APPEND`` descriptor inside the same critical section. ``list_chats``,
-``usage`` and ``last_chat_id`` read only the index, so they stay fast with 100,000 exchanges; it is
-a cache that ``reindex`` rebuilds from the chat files, and it is rebuilt by itself when missing.
-Failing to write never breaks a run: the problem is reported once through ``warn`` and the answer
-still streams.
+source of truth and are only ever replaced whole: the new file is written and fsynced under a
+temporary name first, then, inside a short critical section serialised across processes by
+``flock`` on ``.lock`` (and across the threads of one process by a lock they queue on), it is
+renamed into place only if the chat file still holds what the change was based on (else the
+change is made again there), so concurrent runs appending to one chat never lose an exchange.
+While an answer streams, its new text is appended about once a second to
+``journal/<exchange_id>.jsonl``, which the writing process holds under an exclusive ``flock`` for
+its whole life: a reader that can take a shared lock on it knows the writer is gone (SIGKILL,
+power loss) and shows the exchange as ``interrupted`` with the journalled partial answer; ``load``
+writes that resolution back into the chat file. ``index.jsonl`` is an append-only log, one compact
+JSON line per event (exchange begun, exchange finished, chat removed; the last line for an
+exchange wins), each written by a single ``os.write`` on an ``O_APPEND`` descriptor inside the
+same critical section. ``list_chats``, ``usage`` and ``last_chat_id`` read only the index, so they
+stay fast with 100,000 exchanges; it is a cache that ``reindex`` rebuilds from the chat files, and
+it is rebuilt by itself when missing. Failing to write never breaks a run: the problem is reported
+through ``warn`` (once per distinct message; ``not_saved`` counts the answers left unrecorded) and
+the answer still streams.
+
+A store opened with ``read_only=True`` never creates, writes, renames or deletes anything under
+its root: a missing index is rebuilt in memory, interrupted exchanges are resolved in memory, and
+the writing methods raise ``RillError`` (calling them is a bug).
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ _FILE_MODE = 0o600
 _JOURNAL_EVERY = 1.0  # seconds between journal appends while an answer streams
 _COMPACT_MASK = 4095  # join unjournaled pieces every 4,096 deltas
 _LOCK_TIMEOUT = 10.0  # a stopped process must not freeze every other run
+_FINISH_PATIENCE = 60.0  # how long a finished answer keeps waiting for a busy lock
 _TITLE_CHARS = 60
 _SNIPPET_CHARS = 40
 _TAIL_BYTES = 1 << 20  # how much of the index last_chat_id reads first
@@ -198,6 +206,10 @@ def _read_chat(path: Path) -> dict[str, Any]:
         raise
     except OSError as exc:
         raise HistoryError(f"cannot read chat file {path}: {_reason(exc)}") from None
+    return _parse_chat(path, raw)
+
+
+def _parse_chat(path: Path, raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -350,15 +362,17 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync_path(path: Path) -> None:
+    """fsync a folder (after a rename in it) or a file written through another descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """``data`` written and fsynced to a new temporary file next to ``path``; its path."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         try:
@@ -367,46 +381,81 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return Path(tmp)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = _write_temporary(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    _fsync_path(path.parent)
+
+
+def _read_optional(path: Path) -> bytes | None:
+    """The bytes of ``path``, or None when there is no such file."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _append(path: Path, data: bytes) -> None:
-    """Append one line with a single write on an O_APPEND descriptor: lines never interleave."""
+    """Append one line with a single write on an O_APPEND descriptor: lines never interleave.
+    Not fsynced here: the caller does that once the lock is released (``_fsync_path``)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
     try:
         os.fchmod(fd, _FILE_MODE)
         written = os.write(fd, data)
         if written != len(data):
             raise OSError(28, "short write (disk full?)", str(path))
-        os.fsync(fd)
     finally:
         os.close(fd)
 
 
+class _LockTimeout(OSError):
+    """The store's lock stayed taken for the whole ``_LOCK_TIMEOUT``."""
+
+
+# The threads of one process (``rill batch -j 200``) queue here before taking the file lock:
+# blocked on a lock they are woken in turn, instead of all polling ``flock`` at once.
+_THREAD_LOCK = threading.Lock()
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path``; OSError after ``_LOCK_TIMEOUT`` seconds."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    """Hold this process's lock, then an exclusive ``flock`` on ``path``; ``_LockTimeout`` when
+    either stays taken for ``_LOCK_TIMEOUT`` seconds. Not reentrant: never nest it."""
+    if not _THREAD_LOCK.acquire(timeout=_LOCK_TIMEOUT):
+        raise _LockTimeout(11, "locked by another thread of this process", str(path))
     try:
-        os.fchmod(fd, _FILE_MODE)
-        deadline, delay = time.monotonic() + _LOCK_TIMEOUT, 0.001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OSError(11, "locked by another rill process", str(path)) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-        yield
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            os.fchmod(fd, _FILE_MODE)
+            deadline, delay = time.monotonic() + _LOCK_TIMEOUT, 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise _LockTimeout(
+                            11, "locked by another rill process", str(path)
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        _THREAD_LOCK.release()
 
 
 def _writer_alive(journal: Path) -> bool | None:
@@ -456,7 +505,7 @@ def _read_journal(journal: Path) -> tuple[str, str]:
 class Recorder:
     """Records one exchange while its answer streams; every method is safe to call and never
     raises for I/O. A disabled recorder (history could not be written) ignores every call; its
-    ``chat_id`` is "" for a chat that was never created.
+    ``chat_id`` is None for a chat that was never created (as for ``session.NullRecorder``).
 
     ``add`` only appends to lists, and writes the new text to the journal when a second has
     passed since the last write. A stream that stalls right after a delta calls ``add`` no more,
@@ -488,7 +537,7 @@ class Recorder:
     def __init__(
         self,
         store: HistoryStore | None,
-        chat_id: str,
+        chat_id: str | None,
         exchange: dict[str, Any],
         path: Path | None = None,
         fd: int | None = None,
@@ -595,18 +644,18 @@ class Recorder:
         Idempotent. When the chat file cannot be written, the journal is completed and kept, so
         the answer shows up later as ``interrupted`` with its text.
         """
-        if self._finished or not self.enabled or self._store is None or self._fd is None:
+        store, fd, chat_id = self._store, self._fd, self.chat_id
+        if self._finished or not self.enabled or store is None or fd is None or chat_id is None:
             self._finished = True
             return
         self._finished = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=_LOCK_TIMEOUT)
-        store, fd = self._store, self._fd
         exchange = dict(self._exchange)
         exchange.update(self._final_fields(outcome))
         try:
-            store.save_finished(self.chat_id, exchange, self._title)
+            self._save(store, chat_id, exchange)
         except (OSError, HistoryError, ValueError, TypeError) as exc:
             reason = _reason(exc) if isinstance(exc, OSError) else str(exc)
             self.flush()  # the journal keeps the text; it is shown later as interrupted
@@ -620,6 +669,18 @@ class Recorder:
         with self._lock:
             os.close(fd)
             self._fd = None
+
+    def _save(self, store: HistoryStore, chat_id: str, exchange: dict[str, Any]) -> None:
+        """``save_finished``, waiting up to ``_FINISH_PATIENCE`` seconds for a busy lock: an
+        answer that has been received is worth the wait, unlike a prompt not yet sent."""
+        deadline = time.monotonic() + _FINISH_PATIENCE
+        while True:
+            try:
+                store.save_finished(chat_id, exchange, self._title)
+                return
+            except _LockTimeout:
+                if time.monotonic() >= deadline:
+                    raise
 
     def _final_fields(self, outcome: dict[str, Any]) -> dict[str, Any]:
         content = outcome.get("content")
@@ -649,12 +710,19 @@ class Recorder:
 
 # --- the store ------------------------------------------------------------------------------------
 
+_Changed = tuple[dict[str, Any], list[dict[str, Any]]]
+"""A changed chat and the index records that go with the change."""
+_Change = Callable[[dict[str, Any] | None], _Changed | None]
+"""Makes a ``_Changed`` from a chat as stored (None: no such file), or None to change nothing."""
+
 
 class HistoryStore:
     """All history files under ``root``; see the module docstring for the design.
 
     ``fmt`` is the format of new chats (existing chats keep theirs). ``warn`` receives one-line
-    messages meant for stderr. ``clock`` paces journal writes (tests pass a fake one).
+    messages meant for stderr. ``clock`` paces journal writes (tests pass a fake one). With
+    ``read_only`` nothing under ``root`` is ever created or changed (``rill --no-history -c``,
+    shell completion); ``begin``, ``remove`` and ``reindex`` then raise ``RillError``.
     Reading methods skip damaged chat files with a warning naming the file; ``load`` and
     ``conversation`` raise ``HistoryError`` (exit 3) for one; unknown or ambiguous chat ids are
     ``UsageError`` (exit 2).
@@ -666,13 +734,17 @@ class HistoryStore:
         fmt: Format = "json",
         warn: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        read_only: bool = False,
     ) -> None:
         self.root = Path(root)
         self.fmt: Format = "toml" if fmt == "toml" else "json"
         self.clock = clock
+        self.read_only = read_only
+        self.not_saved = 0
+        """How many answers ``begin`` could not record (its warning is shown only once)."""
         self._warn = warn
         self._said: set[str] = set()
-        self._totals: tuple[str, int, dict[str, Any]] = ("", -1, {})  # see usage_total
+        self._said_lock = threading.Lock()
         self._chats = self.root / "chats"
         self._journals = self.root / "journal"
         self._index = self.root / "index.jsonl"
@@ -682,9 +754,16 @@ class HistoryStore:
 
     def say(self, message: str) -> None:
         """Warn once per distinct message."""
-        if self._warn is not None and message not in self._said:
+        with self._said_lock:
+            if message in self._said:
+                return
             self._said.add(message)
+        if self._warn is not None:
             self._warn(message)
+
+    def _writable(self, action: str) -> None:
+        if self.read_only:
+            raise RillError(f"internal error: {action} on a read-only history store")
 
     def journal_path(self, exchange_id: str) -> Path:
         return self._journals / f"{exchange_id}.jsonl"
@@ -720,72 +799,145 @@ class HistoryStore:
     # -- writing
 
     def begin(self, start: ExchangeStart) -> Recorder:
-        """Record the prompt (chat file, journal, index line) before the request is sent.
+        """Record the prompt (journal, chat file, index line) before the request is sent.
 
         Raises UsageError for an unknown ``chat_id`` and HistoryError for a damaged chat file,
         before anything is written. I/O problems only warn and return a disabled recorder.
         """
-        if start.chat_id is not None and self.chat_path(start.chat_id) is None:
-            raise UsageError(f"no chat matches {start.chat_id!r}")
+        self._writable("begin")
+        if start.chat_id is not None:
+            path = self.chat_path(start.chat_id)
+            if path is None:
+                raise UsageError(f"no chat matches {start.chat_id!r}")
+            with suppress(FileNotFoundError):  # removed meanwhile: _begin says so
+                _read_chat(path)  # a damaged chat file is reported before anything is written
         try:
             return self._begin(start)
         except OSError as exc:
             where, reason = _where(exc, self.root), _reason(exc)
         except (ValueError, TypeError) as exc:
             where, reason = str(self.root), str(exc)
+        with self._said_lock:
+            self.not_saved += 1
         self.say(f"history: cannot write {where}: {reason}; the answer is not saved")
-        return Recorder(None, start.chat_id or "", {})
+        return Recorder(None, start.chat_id, {})
 
     def _begin(self, start: ExchangeStart) -> Recorder:
         for directory in (self.root, self._chats, self._journals):
             _make_dirs(directory)
-        with _locked(self._lock):
-            self._ensure_index()
-            now = _now()
-            path, chat = self._chat_for(start, now)
-            chat_id = chat["id"]
-            title = chat.get("title", "") if not chat["exchanges"] else None
-            exchange: dict[str, Any] = {
-                "id": secrets.token_hex(8),
-                "started_at": now,
-                "status": "running",
-                "messages": start.messages,
-                "requested_model": start.requested_model,
-                "request": start.request,
-                "base_url": start.base_url,
-            }
-            fd = self._open_journal(chat_id, exchange)
-            try:
-                chat["exchanges"].append(exchange)
-                chat["updated"] = now
-                _write_atomic(path, _dump(chat, path.suffix))
-            except BaseException:
-                os.close(fd)
-                with suppress(OSError):
-                    os.unlink(self.journal_path(exchange["id"]))
-                raise
-            self._index_append(_index_record(chat_id, exchange, "begin", title))
-        return Recorder(self, chat_id, exchange, path, fd, title)
-
-    def _chat_for(self, start: ExchangeStart, now: str) -> tuple[Path, dict[str, Any]]:
-        """The chat an exchange goes into (lock held): read back, or new with a fresh id."""
-        if start.chat_id is not None:
-            found = self.chat_path(start.chat_id)
-            if found is None:
-                raise UsageError(f"no chat matches {start.chat_id!r}")
-            return found, _read_chat(found)
-        chat_id = new_id()
-        while self.chat_path(chat_id) is not None:
-            chat_id = new_id()
-        chat = {
-            "schema_version": SCHEMA_VERSION,
-            "id": chat_id,
-            "title": _title(start.messages),
-            "created": now,
-            "updated": now,
-            "exchanges": [],
+        now = _now()
+        exchange: dict[str, Any] = {
+            "id": secrets.token_hex(8),
+            "started_at": now,
+            "status": "running",
+            "messages": start.messages,
+            "requested_model": start.requested_model,
+            "request": start.request,
+            "base_url": start.base_url,
         }
-        return self._chats / f"{chat_id}.{self.fmt}", chat
+        if start.chat_id is not None:
+            chat_id = start.chat_id
+            path = self.chat_path(chat_id)
+            if path is None:
+                raise UsageError(f"no chat matches {chat_id!r}")
+        else:
+            chat_id = new_id()
+            while self.chat_path(chat_id) is not None:
+                chat_id = new_id()
+            path = self._chats / f"{chat_id}.{self.fmt}"
+        titles: list[str | None] = []
+
+        def add(chat: dict[str, Any] | None) -> _Changed:
+            if start.chat_id is None:
+                if chat is not None or self.chat_path(chat_id) not in (None, path):
+                    raise FileExistsError(17, "chat id already taken", str(path))
+                chat = {
+                    "schema_version": SCHEMA_VERSION,
+                    "id": chat_id,
+                    "title": _title(start.messages),
+                    "created": now,
+                    "updated": now,
+                    "exchanges": [],
+                }
+            elif chat is None:
+                raise UsageError(f"no chat matches {chat_id!r}")  # removed meanwhile
+            title = chat.get("title", "") if not chat["exchanges"] else None
+            titles[:] = [title]
+            chat["exchanges"].append(exchange)
+            chat["updated"] = now
+            return chat, [_index_record(chat_id, exchange, "begin", title)]
+
+        # The journal exists (locked) before the chat file names the exchange, so a reader never
+        # sees a running exchange without its journal while the writer lives.
+        fd = self._open_journal(chat_id, exchange)
+        try:
+            self._change_chat(path, add)
+        except BaseException:
+            os.close(fd)
+            with suppress(OSError):
+                os.unlink(self.journal_path(exchange["id"]))
+            raise
+        return Recorder(self, chat_id, exchange, path, fd, titles[0] if titles else None)
+
+    def _change_chat(
+        self,
+        path: Path,
+        change: _Change,
+    ) -> bool:
+        """Replace the chat file ``path`` by ``change(chat)`` and append its index records.
+
+        ``change`` gets a fresh copy of the chat as stored (None when there is no file) and
+        returns the new chat and its index records, or None to leave everything as it is. The new
+        file is written and fsynced before the lock is taken; under the lock it is renamed into
+        place only if the file still holds what ``change`` saw, else ``change`` runs again on the
+        file as it now is. The folder and the index are fsynced once the lock is released, so
+        many writers at once share the slow part instead of queueing for it. False when
+        ``change`` left things as they were.
+        """
+        seen = _read_optional(path)
+        prepared = self._prepare(path, seen, change)
+        try:
+            with _locked(self._lock):
+                current = _read_optional(path)
+                if current != seen:
+                    self._discard(prepared)
+                    prepared = self._prepare(path, current, change)
+                if prepared is None:
+                    return False
+                tmp, records = prepared
+                self._ensure_index()
+                os.replace(tmp, path)
+                prepared = None
+                for record in records:
+                    self._index_append(record)
+        finally:
+            self._discard(prepared)
+        _fsync_path(path.parent)
+        try:
+            _fsync_path(self._index)
+        except FileNotFoundError:
+            pass  # dropped after a failed append: it is rebuilt when next read
+        except OSError as exc:
+            self.say(f"history: cannot write {self._index}: {_reason(exc)}")
+        return True
+
+    @staticmethod
+    def _prepare(
+        path: Path,
+        raw: bytes | None,
+        change: _Change,
+    ) -> tuple[Path, list[dict[str, Any]]] | None:
+        changed = change(None if raw is None else _parse_chat(path, raw))
+        if changed is None:
+            return None
+        chat, records = changed
+        return _write_temporary(path, _dump(chat, path.suffix)), records
+
+    @staticmethod
+    def _discard(prepared: tuple[Path, list[dict[str, Any]]] | None) -> None:
+        if prepared is not None:
+            with suppress(OSError):
+                os.unlink(prepared[0])
 
     def _open_journal(self, chat_id: str, exchange: dict[str, Any]) -> int:
         """Create the exchange's journal, already locked: it is written under a temporary name and
@@ -800,21 +952,27 @@ class HistoryStore:
             _write_all(fd, _encode_line(header))
             os.fsync(fd)
             os.replace(tmp, final)
+            _fsync_path(self._journals)  # the rename itself survives a power loss
         except BaseException:
             os.close(fd)
             with suppress(OSError):
                 os.unlink(tmp)
+            with suppress(OSError):
+                os.unlink(final)
             raise
         return fd
 
     def save_finished(self, chat_id: str, exchange: dict[str, Any], title: str | None) -> None:
         """Replace (or restore) ``exchange`` in its chat file and index it; a removed chat stays
-        removed."""
-        with _locked(self._lock):
-            path = self.chat_path(chat_id)
-            if path is None:
-                return
-            chat = _read_chat(path)
+        removed. Raises ``OSError`` (a ``_LockTimeout`` when the lock stays taken)."""
+        self._writable("save_finished")
+        path = self.chat_path(chat_id)
+        if path is None:
+            return
+
+        def replace(chat: dict[str, Any] | None) -> _Changed | None:
+            if chat is None:
+                return None  # removed meanwhile
             exchanges = chat["exchanges"]
             at = next((i for i, ex in enumerate(exchanges) if ex["id"] == exchange["id"]), None)
             if at is None:
@@ -822,9 +980,9 @@ class HistoryStore:
             else:
                 exchanges[at] = exchange
             chat["updated"] = exchange.get("finished_at") or _now()
-            _write_atomic(path, _dump(chat, path.suffix))
-            self._ensure_index()
-            self._index_append(_index_record(chat_id, exchange, "end", title))
+            return chat, [_index_record(chat_id, exchange, "end", title)]
+
+        self._change_chat(path, replace)
 
     def _index_append(self, record: dict[str, Any]) -> None:
         """Append an index line (lock held). If that fails the index is dropped, to be rebuilt."""
@@ -842,19 +1000,24 @@ class HistoryStore:
             self._reindex_locked()
 
     def remove(self, chat_id: str) -> None:
-        """Delete a chat file and its journals; a tombstone in the index hides its exchanges."""
+        """Delete a chat file and its journals. The tombstone line in the index, which hides the
+        chat's exchanges, is written first: a crash halfway leaves no listed chat without a file."""
+        self._writable("remove")
         if self.chat_path(chat_id) is None:
             raise UsageError(f"no chat matches {chat_id!r}")
         try:
             with _locked(self._lock):
                 self._ensure_index()
+                self._index_append({"chat": chat_id, "ev": "rm", "at": _now()})
                 for suffix in _EXTENSIONS:
                     (self._chats / f"{chat_id}{suffix}").unlink(missing_ok=True)
                 for journal in self._journals_of(chat_id):
                     journal.unlink(missing_ok=True)
-                self._index_append({"chat": chat_id, "ev": "rm", "at": _now()})
         except OSError as exc:
             raise HistoryError(f"cannot remove chat {chat_id}: {_reason(exc)}") from None
+        for synced in (self._index, self._chats):
+            with suppress(OSError):  # removed either way; this only makes it survive a crash
+                _fsync_path(synced)
 
     def _journals_of(self, chat_id: str) -> list[Path]:
         found = []
@@ -870,6 +1033,7 @@ class HistoryStore:
 
     def reindex(self) -> int:
         """Rebuild ``index.jsonl`` from the chat files (atomically); the number of exchanges."""
+        self._writable("reindex")
         if not self.root.is_dir():
             return 0
         try:
@@ -916,7 +1080,8 @@ class HistoryStore:
 
     def load(self, chat_id: str) -> dict[str, Any]:
         """The chat record. Running exchanges show their partial answer; those whose writer is
-        gone become ``finish_reason: "interrupted"``, and that is written back when possible."""
+        gone become ``finish_reason: "interrupted"``, and that is written back when possible
+        (never by a read-only store)."""
         path = self.chat_path(chat_id)
         if path is None:
             raise UsageError(f"no chat matches {chat_id!r}")
@@ -924,47 +1089,76 @@ class HistoryStore:
             chat = _read_chat(path)
         except FileNotFoundError:
             raise UsageError(f"no chat matches {chat_id!r}") from None
-        view, dead = self._resolve_running(chat)
-        if dead:
+        view, dead = self._resolve_running(chat, path)
+        if dead and not self.read_only:
             with suppress(OSError, HistoryError, ValueError, TypeError):
                 view = self._settle(chat_id) or view
         return view
 
-    def _resolve_running(self, chat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    def _resolve_running(
+        self, chat: dict[str, Any], path: Path | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
         """A copy of ``chat`` with running exchanges resolved from their journals, and the ids of
-        those whose writer is gone."""
+        those whose writer is gone. A running exchange whose journal is missing has usually just
+        finished (its journal is dropped right after the chat file is saved): the chat file at
+        ``path`` is then read again, and what it says now wins."""
+        view, dead, missing = self._resolve_once(chat)
+        if missing and path is not None:
+            try:
+                fresh = _read_chat(path)
+            except (OSError, HistoryError):
+                pass
+            else:
+                view, dead, _missing = self._resolve_once(fresh)
+        return view, dead
+
+    def _resolve_once(self, chat: dict[str, Any]) -> tuple[dict[str, Any], list[str], bool]:
         dead: list[str] = []
+        missing = False
         exchanges = []
         for ex in chat["exchanges"]:
             if ex.get("status") == "running":
                 journal = self.journal_path(ex["id"])
                 alive = _writer_alive(journal)
+                missing = missing or alive is None
                 content, reasoning = _read_journal(journal)
                 ex = dict(ex, answer=_clean({"content": content, "reasoning": reasoning or None}))
                 if not alive:
                     ex.update(status="done", finish_reason="interrupted")
                     dead.append(ex["id"])
             exchanges.append(ex)
-        return dict(chat, exchanges=exchanges), dead
+        return dict(chat, exchanges=exchanges), dead, missing
 
     def _settle(self, chat_id: str) -> dict[str, Any] | None:
         """Write interrupted exchanges back into the chat file and drop their journals; the chat
         as it now stands (None if it vanished)."""
-        with _locked(self._lock):
-            path = self.chat_path(chat_id)
-            if path is None:
+        self._writable("settle")
+        path = self.chat_path(chat_id)
+        if path is None:
+            return None
+        settled: list[dict[str, Any]] = []
+        gone: list[str] = []
+
+        def resolve(chat: dict[str, Any] | None) -> _Changed | None:
+            settled[:] = [] if chat is None else [chat]
+            if chat is None:
                 return None
-            view, dead = self._resolve_running(_read_chat(path))
+            view, dead = self._resolve_running(chat)
+            settled[:] = [view]
+            gone[:] = dead
             if not dead:
-                return view
-            _write_atomic(path, _dump(view, path.suffix))
-            self._ensure_index()
-            for n, ex in enumerate(view["exchanges"]):
-                if ex["id"] in dead:
-                    title = view.get("title", "") if n == 0 else None
-                    self._index_append(_index_record(chat_id, ex, "end", title))
-                    self.journal_path(ex["id"]).unlink(missing_ok=True)
-            return view
+                return None
+            records = [
+                _index_record(chat_id, ex, "end", view.get("title", "") if n == 0 else None)
+                for n, ex in enumerate(view["exchanges"])
+                if ex["id"] in dead
+            ]
+            return view, records
+
+        if self._change_chat(path, resolve):
+            for exchange_id in gone:
+                self.journal_path(exchange_id).unlink(missing_ok=True)
+        return settled[0] if settled else None
 
     def conversation(self, chat_id: str) -> list[dict[str, Any]]:
         """The messages that continue a chat: one system message first (the latest one set),
@@ -1000,8 +1194,8 @@ class HistoryStore:
             raise UsageError("search text is empty")
         pattern = re.compile(re.escape(text), re.IGNORECASE)
         hits: list[dict[str, Any]] = []
-        for _path, stored in self._iter_chats():
-            chat, _dead = self._resolve_running(stored)
+        for path, stored in self._iter_chats():
+            chat, _dead = self._resolve_running(stored, path)
             for ex in chat["exchanges"]:
                 said = [
                     (m.get("role", "user"), _text_of(m.get("content")))
@@ -1028,8 +1222,8 @@ class HistoryStore:
         """Every exchange, oldest first: ``schema_version``, ``chat_id``, ``title``,
         ``exchange_id`` and the exchange's own fields (messages, answer, models, usage…)."""
         rows = []
-        for _path, stored in self._iter_chats():
-            chat, _dead = self._resolve_running(stored)
+        for path, stored in self._iter_chats():
+            chat, _dead = self._resolve_running(stored, path)
             for ex in chat["exchanges"]:
                 fields = {k: v for k, v in ex.items() if k != "id"}
                 rows.append(
@@ -1061,6 +1255,8 @@ class HistoryStore:
     def _rebuilt_index(self) -> bytes:
         if not self._chat_files():
             return b""
+        if self.read_only:
+            return b"".join(self._index_lines_from_chats())
         try:
             with _locked(self._lock):
                 self._ensure_index()
@@ -1230,10 +1426,10 @@ class HistoryStore:
 
         Rows: key, requests, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens,
         cost. ``since`` is inclusive; a naive datetime is local time. The grand total is
-        ``usage_total(rows)`` (or ``store.usage_total(since)``), a row whose key is "total".
+        ``usage_total(rows)``, a row whose key is "total".
         """
         floor = _iso(since) if since is not None else ""
-        text, size = self._index_text()
+        text, _size = self._index_text()
         rows: dict[str, list[Any]] = {}
         for _chat, _ev, at, start in self._scan(text).values():
             record = _decode_at(text, start) if at >= floor else None
@@ -1262,19 +1458,9 @@ class HistoryStore:
             row[4] += numbers[3]
             row[5] += numbers[4]
         result = [_usage_row(key, row) for key, row in rows.items()]
-        self._totals = (floor, size, usage_total(result))
         if by == "day":
             return sorted(result, key=lambda r: str(r["key"]))
         return sorted(result, key=lambda r: (-r["cost"], -r["requests"], str(r["key"])))
-
-    def usage_total(self, since: datetime | None = None) -> dict[str, Any]:
-        """The grand total row (key "total") of ``usage(since)``; right after ``usage(since)`` it
-        is taken from that call instead of reading the index again."""
-        floor = _iso(since) if since is not None else ""
-        with suppress(OSError):
-            if self._totals[:2] == (floor, self._index.stat().st_size):
-                return dict(self._totals[2])
-        return usage_total(self.usage(since))
 
 
 def _usage_row(key: str, row: list[int | float]) -> dict[str, Any]:

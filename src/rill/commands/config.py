@@ -6,7 +6,8 @@ that expects a string keeps the words as typed (``rill config set system 1984``)
 reaches into the ``[aliases]`` table. The file is rewritten atomically with mode 0600, since it
 may hold ``api_key``; other keys are kept, comments are not (TOML writers do not keep them).
 
-Like ``git config``, ``get`` of a key that is not set prints nothing and exits 1.
+``get`` of a key that is not set prints nothing and exits 0: exit 1 means a bug in rill, and an
+unset key is not one (an unknown key is a usage error, exit 2).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Annotated, Any
 
 import typer
 
-from rill.commands.models import exit_on_error
 from rill.commands.output import warn
 
 config_app = typer.Typer(
@@ -129,8 +129,7 @@ def config_show() -> None:
     from rill.settings import load_config
 
     path = _config_file()
-    with exit_on_error():
-        data = load_config(path)
+    data = load_config(path)
     if not path.exists():
         warn(f"no config file yet; rill config set KEY VALUE creates {path}")
         return
@@ -141,15 +140,14 @@ def config_show() -> None:
 
 @config_app.command("get")
 def config_get(key: KeyArg) -> None:
-    """Print the value of KEY (exit 1, printing nothing, if it is not set)."""
-    with exit_on_error():
-        name, alias = split_key(key)
-        data = read_raw(_config_file())
+    """Print the value of KEY (nothing, and exit 0, if it is not set)."""
+    name, alias = split_key(key)
+    data = read_raw(_config_file())
     value = data.get(name)
     if alias is not None:
         value = value.get(alias) if isinstance(value, dict) else None
     if value is None:
-        raise typer.Exit(1)
+        return
     typer.echo(format_value(value))
 
 
@@ -160,38 +158,36 @@ def config_set(
 ) -> None:
     """Set KEY to VALUE in config.toml, keeping the other keys."""
     path = _config_file()
-    with exit_on_error():
-        name, alias = split_key(key)
-        parsed = parse_value(name, alias, value)
-        data = read_raw(path)
-        if alias is not None:
-            table = data.get(name)
-            data[name] = {**(table if isinstance(table, dict) else {}), alias: parsed}
-        else:
-            data[name] = parsed
-        save(path, data)
+    name, alias = split_key(key)
+    parsed = parse_value(name, alias, value)
+    data = read_raw(path)
+    if alias is not None:
+        table = data.get(name)
+        data[name] = {**(table if isinstance(table, dict) else {}), alias: parsed}
+    else:
+        data[name] = parsed
+    save(path, data)
 
 
 @config_app.command("unset")
 def config_unset(key: KeyArg) -> None:
     """Remove KEY from config.toml (nothing to do when it is not set)."""
     path = _config_file()
-    with exit_on_error():
-        data = read_raw(path)
-        name, dot, alias = key.partition(".")
-        if not (key in data or (dot and name == "aliases" and alias)):
-            split_key(key)  # an unknown name is an error; a known one that is unset is a no-op
+    data = read_raw(path)
+    name, dot, alias = key.partition(".")
+    if not (key in data or (dot and name == "aliases" and alias)):
+        split_key(key)  # an unknown name is an error; a known one that is unset is a no-op
+        return
+    if alias and name == "aliases":
+        table = data.get(name)
+        if not isinstance(table, dict) or alias not in table:
             return
-        if alias and name == "aliases":
-            table = data.get(name)
-            if not isinstance(table, dict) or alias not in table:
-                return
-            del table[alias]
-            if not table:
-                del data[name]
-        else:
-            del data[key]
-        save(path, data)
+        del table[alias]
+        if not table:
+            del data[name]
+    else:
+        del data[key]
+    save(path, data)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rill.commands.output import stdout_is_terminal, warn, write_json
+from rill.commands.output import piped, print_table, stdout_is_terminal, warn, write_json
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
@@ -63,26 +63,17 @@ def history_list(
         )
         for r in rows
     ]
-    _print_table(header, table)
+    print_table(header, table)
 
 
-def _print_table(header: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
-    if stdout_is_terminal():
-        from rich.table import Table
-        from rich.text import Text
+def _text_filter() -> Callable[[str], str]:
+    """How upstream text reaches stdout: exact into a pipe; on a terminal, control sequences in
+    it (a model's answer can hold any) are shown instead of obeyed."""
+    if not stdout_is_terminal():
+        return str
+    from rill.tty import neutralise
 
-        from rill.commands.output import console
-
-        t = Table(*header, box=None, pad_edge=False, highlight=False)
-        for row in rows:
-            # Text, not str: a chat title like "[/x]" must not be read as rich markup.
-            t.add_row(*(Text(str(cell)) for cell in row), end_section=False)
-        console().print(t)
-        return
-    import sys
-
-    for row in rows:
-        sys.stdout.write("\t".join(str(cell) for cell in row) + "\n")
+    return neutralise
 
 
 @history_app.command("show")
@@ -98,23 +89,28 @@ def history_show(
         return
     import sys
 
-    out = sys.stdout
-    out.write(f"chat {chat.get('id')}  {chat.get('title', '')}\n")
-    for ex in chat.get("exchanges", []):
-        model = ex.get("served_model") or ex.get("requested_model") or "-"
-        usage = ex.get("usage") or {}
-        status = ex.get("finish_reason") or ex.get("status") or "-"
-        out.write(
-            f"\n--- {_short_time(ex.get('started_at'))} · {model} · {status}"
-            f" · {usage.get('prompt_tokens', '-')}/{usage.get('completion_tokens', '-')} tokens"
-            f" · {_cost(usage.get('cost'))}\n"
-        )
-        for message in ex.get("messages", []):
-            out.write(f"[{message.get('role')}] {message.get('content')}\n")
-        answer = ex.get("answer") or {}
-        out.write(f"[assistant] {answer.get('content', '')}\n")
-        if ex.get("error"):
-            out.write(f"[error] {ex['error'].get('message', '')}\n")
+    safe = _text_filter()
+
+    def write(text: str) -> None:
+        sys.stdout.write(safe(text))
+
+    with piped():
+        write(f"chat {chat.get('id')}  {chat.get('title', '')}\n")
+        for ex in chat.get("exchanges", []):
+            model = ex.get("served_model") or ex.get("requested_model") or "-"
+            usage = ex.get("usage") or {}
+            status = ex.get("finish_reason") or ex.get("status") or "-"
+            write(
+                f"\n--- {_short_time(ex.get('started_at'))} · {model} · {status}"
+                f" · {usage.get('prompt_tokens', '-')}/{usage.get('completion_tokens', '-')}"
+                f" tokens · {_cost(usage.get('cost'))}\n"
+            )
+            for message in ex.get("messages", []):
+                write(f"[{message.get('role')}] {message.get('content')}\n")
+            answer = ex.get("answer") or {}
+            write(f"[assistant] {answer.get('content', '')}\n")
+            if ex.get("error"):
+                write(f"[error] {ex['error'].get('message', '')}\n")
 
 
 @history_app.command("rm")
@@ -137,17 +133,18 @@ def history_search(
     text: Annotated[str, typer.Argument(help="Text to look for (case-insensitive).")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """Find chats whose prompts or answers contain TEXT."""
+    """Find chats whose prompts or answers contain TEXT (no match: no output, exit 0)."""
     hits = open_store().search(text)
     if as_json:
         write_json(hits)
         return
     import sys
 
-    for hit in hits:
-        sys.stdout.write(f"{hit.get('chat_id')}\t{hit.get('role')}\t{hit.get('snippet')}\n")
-    if not hits:
-        raise typer.Exit(1)
+    safe = _text_filter()
+    with piped():
+        for hit in hits:
+            line = f"{hit.get('chat_id')}\t{hit.get('role')}\t{hit.get('snippet')}\n"
+            sys.stdout.write(safe(line))
 
 
 @history_app.command("reindex")
@@ -168,7 +165,12 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
     if match:
         amount, unit = int(match.group(1)), match.group(2)
         hours = {"h": 1, "d": 24, "w": 24 * 7}[unit] * amount
-        return now - timedelta(hours=hours)
+        try:
+            return now - timedelta(hours=hours)
+        except OverflowError:  # before the year 1, or past what a timedelta holds
+            raise typer.BadParameter(
+                f"{value.strip()} reaches back before the year 1", param_hint="--since"
+            ) from None
     try:
         day = datetime.strptime(value.strip(), "%Y-%m-%d")
     except ValueError:
@@ -187,9 +189,10 @@ def usage_command(
     if by not in ("model", "day"):
         raise typer.BadParameter("must be model or day", param_hint="--by")
     start = parse_since(since)
-    store = open_store()
-    rows = store.usage(since=start, by=by)  # type: ignore[arg-type]
-    total = store.usage_total(since=start)
+    from rill.history import usage_total
+
+    rows = open_store().usage(since=start, by=by)  # type: ignore[arg-type]
+    total = usage_total(rows)
     if as_json:
         write_json(
             {"by": by, "since": start.isoformat() if start else None, "rows": rows, "total": total}
@@ -210,7 +213,7 @@ def usage_command(
 
     table = [cells(str(r.get("key")), r) for r in rows]
     table.append(cells("TOTAL", total))
-    _print_table(header, table)
+    print_table(header, table)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
-from rill.commands.output import stdout_is_terminal, warn, write_json
+from rill.commands.output import piped, stdout_is_terminal, warn, write_json, write_tsv
 
 HEADER = ("ID", "CONTEXT", "PROMPT $/M", "COMPLETION $/M")
-
-
-@contextmanager
-def exit_on_error() -> Iterator[None]:
-    """Show a ``RillError`` as one line on stderr and exit with its code.
-
-    The entry point does the same for every command; doing it here as well keeps the exit codes
-    right when the app is invoked in-process (``typer.testing.CliRunner``).
-    """
-    from rill.errors import APIError, RillError
-    from rill.protocol import redact
-
-    try:
-        yield
-    except RillError as exc:
-        import os
-
-        message = redact(exc.message, os.environ.get("OPENROUTER_API_KEY"))
-        status = exc.status if isinstance(exc, APIError) else None
-        suffix = f" (HTTP {status})" if status and status != 200 else ""
-        warn(f"{message}{suffix}")
-        raise typer.Exit(int(exc.exit_code)) from None
 
 
 def models_command(
@@ -60,28 +36,13 @@ def models_command(
     from rill.settings import resolve_settings
 
     transport = ctx.obj.get("transport") if isinstance(ctx.obj, dict) else None
-    with exit_on_error():
-        settings = resolve_settings({"base_url": base_url}, warn=warn)
-        listing = load_models(settings, refresh=refresh, transport=transport, warn=warn)
+    settings = resolve_settings({"base_url": base_url}, warn=warn)
+    listing = load_models(settings, refresh=refresh, transport=transport, warn=warn)
     models = sorted(search_models(listing.models, search), key=lambda m: str(m.get("id")))
     if as_json:
         write_json(models)
         return
-    _print_models(models)
-    if not models and search:
-        raise typer.Exit(1)  # like grep: nothing matched
-
-
-def write_tsv(rows: Sequence[tuple[str, ...]]) -> None:
-    """Tab-separated rows for a pipe; a tab, newline or control character inside a cell (a
-    hostile server's ID, say) becomes a space, so each row stays one line of whole cells."""
-    import re
-    import sys
-
-    unsafe = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-    lines = ("\t".join(unsafe.sub(" ", cell) for cell in row) + "\n" for row in rows)
-    sys.stdout.write("".join(lines))
-    sys.stdout.flush()
+    _print_models(models)  # nothing matched: no output, and still exit 0
 
 
 def _print_models(models: list[dict[str, Any]]) -> None:
@@ -105,14 +66,17 @@ def _print_models(models: list[dict[str, Any]]) -> None:
     from rich.text import Text
 
     from rill.commands.output import console
+    from rill.tty import neutralise
 
     table = Table(box=None, pad_edge=False, highlight=False)
     table.add_column(HEADER[0], overflow="fold")  # a narrow terminal folds an ID, never cuts it
     for title in HEADER[1:]:
         table.add_column(title, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # Text: an ID is never read as markup
-    console().print(table)
+        # Text: an ID is never read as markup; its control characters are shown, not obeyed.
+        table.add_row(*(Text(neutralise(cell)) for cell in row))
+    with piped():
+        console().print(table)
 
 
 def register(app: typer.Typer) -> None:

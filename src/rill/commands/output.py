@@ -1,20 +1,78 @@
-"""Small output helpers shared by the subcommands (never used by the streaming path)."""
+"""Small output helpers shared by the subcommands (never used by the streaming path).
+
+Every writer here ends the command quietly with exit 141 when stdout is closed early
+(``rill history export | head -c 100``), as the prompt command does: no traceback, no exit 1.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+import typer
+
+# C0 and C1 control characters, tab and newline included: one cell stays one cell of one line.
+_UNSAFE_CELL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@contextmanager
+def piped() -> Iterator[None]:
+    """Write to stdout inside this block; a closed pipe becomes a quiet exit 141."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        from rill.errors import ExitCode
+        from rill.run import silence_stdout
+
+        silence_stdout()  # the interpreter's last flush must not fail again, loudly
+        raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
 
 
 def write_json(obj: Any, *, lines: bool = False) -> None:
     """Pretty JSON for ``--json`` (or one compact line per item with ``lines``)."""
-    if lines:
-        for item in obj:
-            sys.stdout.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
-    else:
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
-    sys.stdout.flush()
+    with piped():
+        if lines:
+            for item in obj:
+                sys.stdout.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
+        else:
+            sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def tsv_cell(value: Any) -> str:
+    """A table cell for tab-separated output: tabs, newlines and other control characters (a
+    chat title, a hostile server's model ID) become spaces, so each row stays one line."""
+    return _UNSAFE_CELL.sub(" ", str(value))
+
+
+def write_tsv(rows: Iterable[Sequence[Any]]) -> None:
+    """Tab-separated rows for a pipe, one line each (see ``tsv_cell``)."""
+    with piped():
+        for row in rows:
+            sys.stdout.write("\t".join(tsv_cell(cell) for cell in row) + "\n")
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A table: aligned columns under ``header`` on a terminal, tab-separated rows otherwise."""
+    if not stdout_is_terminal():
+        write_tsv(rows)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    from rill.tty import neutralise
+
+    table = Table(*header, box=None, pad_edge=False, highlight=False)
+    for row in rows:
+        # Text, not str: a chat title like "[/x]" must not be read as rich markup; and an escape
+        # sequence in one is shown, not obeyed.
+        table.add_row(*(Text(neutralise(str(cell))) for cell in row), end_section=False)
+    with piped():
+        console().print(table)
 
 
 def stdout_is_terminal() -> bool:

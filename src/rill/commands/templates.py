@@ -14,8 +14,7 @@ from typing import Annotated
 
 import typer
 
-from rill.commands.models import exit_on_error, write_tsv
-from rill.commands.output import stdout_is_terminal, warn
+from rill.commands.output import piped, stdout_is_terminal, warn, write_tsv
 from rill.completion import complete_template
 
 templates_app = typer.Typer(
@@ -95,7 +94,8 @@ def templates_list() -> None:
     table = Table("NAME", "MODEL", "PLACEHOLDERS", box=None, pad_edge=False, highlight=False)
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
-    console().print(table)
+    with piped():
+        console().print(table)
 
 
 @templates_app.command("show")
@@ -103,16 +103,15 @@ def templates_show(name: NameArg) -> None:
     """Print a template file as it is."""
     from rill.errors import UsageError
 
-    with exit_on_error():
-        path = _path(name)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"no template named {name!r} (looked for {path})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read template {path}: {exc}") from None
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    path = _path(name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no template named {name!r} (looked for {path})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read template {path}: {exc}") from None
+    with piped():
+        sys.stdout.write(text)
 
 
 @templates_app.command("edit")
@@ -120,21 +119,20 @@ def templates_edit(name: NameArg) -> None:
     """Open a template in $VISUAL or $EDITOR (default vi), creating it if missing."""
     from rill.prompting import load_template
 
-    with exit_on_error():
-        path = _path(name)
-        created = not path.exists()
-        if created:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(skeleton(name), encoding="utf-8")
-        status = _run_editor(path)
-        if status != 0:
-            warn(f"the editor exited with status {status}; {path} is as the editor left it")
-            raise typer.Exit(1)
-        if created and path.read_text(encoding="utf-8") == skeleton(name):
-            path.unlink()
-            warn(f"template {name!r} not saved: the skeleton was left unchanged")
-            return
-        load_template(path.parent, name)  # report a broken file now, not at the next run
+    path = _path(name)
+    created = not path.exists()
+    if created:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(skeleton(name), encoding="utf-8")
+    status = _run_editor(path)
+    if status != 0:
+        warn(f"the editor exited with status {status}; {path} is as the editor left it")
+        raise typer.Exit(1)
+    if created and path.read_text(encoding="utf-8") == skeleton(name):
+        path.unlink()
+        warn(f"template {name!r} not saved: the skeleton was left unchanged")
+        return
+    load_template(path.parent, name)  # report a broken file now, not at the next run
 
 
 def _run_editor(path: Path) -> int:
@@ -165,8 +163,7 @@ def templates_path(
     ] = None,
 ) -> None:
     """Print the templates folder, or the file of template NAME."""
-    with exit_on_error():
-        path = _path(name) if name is not None else _templates_dir()
+    path = _path(name) if name is not None else _templates_dir()
     typer.echo(str(path))
 
 
