@@ -69,15 +69,18 @@ def stream_chat(
     ``prompt`` is the user's text, or a full ``messages`` list. Unset arguments follow rill's
     usual precedence (environment, then ``config.toml``, then defaults); ``api_key`` defaults to
     ``OPENROUTER_API_KEY``. With ``history=True`` the exchange is recorded like a command run.
-    Configuration problems (no key for OpenRouter, bad base URL) raise ``RillError`` at once;
-    everything that happens upstream arrives as an ``Error`` event.
+    Configuration problems (no key for OpenRouter, bad base URL) raise ``RillError`` at once,
+    when ``stream_chat`` is called; everything that happens upstream arrives as an ``Error``
+    event. Leaving the loop early cancels the request at its next network read (the worker
+    thread is a daemon: it never keeps the interpreter alive). Only the idle ``timeout``
+    applies here: first-token and total limits need the main thread's alarm.
     """
     import dataclasses
 
     from rill.client import ChatClient, make_http_client
     from rill.prompting import build_messages
     from rill.protocol import Request
-    from rill.session import NullRecorder, run_chat
+    from rill.session import NullRecorder
     from rill.settings import resolve_settings
 
     flags = {
@@ -115,30 +118,22 @@ def stream_chat(
             ExchangeStart(None, turn, request.model, request.options(), settings.base_url)
         )
 
+    return _iterate(ChatClient(settings, make_http_client(settings)), request, begin)
+
+
+def _iterate(client: Any, request: Any, begin: Any) -> Iterator[Event]:
+    from rill.session import run_chat
+
     q: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
 
     def work() -> None:
-        client = ChatClient(settings, make_http_client(settings))
         try:
-            run_chat(
-                client,
-                request,
-                _QueueRenderer(q, stop),
-                begin=begin,
-                first_token_timeout=settings.first_token_timeout,
-                total_timeout=settings.total_timeout,
-            )
-        except RillError as exc:  # e.g. an unknown chat: still end the stream with an event
-            q.put(
-                Error(
-                    None,
-                    exc.message,
-                    None,
-                    int(exc.exit_code),
-                    {"role": "assistant", "content": ""},
-                )
-            )
+            run_chat(client, request, _QueueRenderer(q, stop), begin=begin)
+        except Exception as exc:  # noqa: BLE001 - whatever happens, the stream ends with an event
+            message = exc.message if isinstance(exc, RillError) else f"internal error: {exc!r}"
+            code = int(exc.exit_code) if isinstance(exc, RillError) else int(ExitCode.INTERNAL)
+            q.put(Error("internal", message, None, code, {"role": "assistant", "content": ""}))
         finally:
             client.http.close()
             q.put(_END)
@@ -152,5 +147,4 @@ def stream_chat(
                 return
             yield item
     finally:
-        stop.set()
-        worker.join(timeout=10)
+        stop.set()  # the worker cancels at its next read and closes the connection

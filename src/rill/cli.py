@@ -76,7 +76,8 @@ class RillGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except RillError as exc:
-            err(exc.message)
+            status = getattr(exc, "status", None)
+            err(exc.message + (f" (HTTP {status})" if status and status != 200 else ""))
             raise typer.Exit(int(exc.exit_code)) from None
 
 

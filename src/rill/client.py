@@ -24,6 +24,7 @@ import httpx
 
 from rill.errors import (
     APIError,
+    ConfigError,
     NetworkError,
     StreamError,
     TimeoutError_,
@@ -105,7 +106,7 @@ class ChatClient:
             try:
                 response = self._send(payload, headers)
             except NetworkError as exc:
-                if attempt >= self.settings.retries or isinstance(exc, TimeoutError_):
+                if attempt >= self.settings.retries or not exc.retryable:
                     raise
                 self._wait(attempt, None, str(exc))
                 attempt += 1
@@ -133,17 +134,23 @@ class ChatClient:
             req = self.http.build_request("POST", self.url, json=payload, headers=headers)
             return self.http.send(req, stream=True)
         except httpx.ConnectTimeout:
-            raise TimeoutError_(
-                f"cannot connect to {host}: timed out after {self.settings.connect_timeout:g} s"
-            ) from None
+            error: NetworkError = TimeoutError_(
+                f"cannot connect to {host}: timed out after {_secs(self.settings.connect_timeout)}"
+            )
+            error.retryable = True
+            raise error from None
         except httpx.TimeoutException:
             raise TimeoutError_(
-                f"no response from {host} within {self.settings.timeout:g} s (idle timeout)"
+                f"no response from {host} within {_secs(self.settings.timeout)} (idle timeout)"
             ) from None
         except httpx.ConnectError as exc:
-            if _is_tls(exc):
+            if _is_tls(exc):  # retrying a failed handshake gives the same answer
                 raise NetworkError(f"TLS handshake with {host} failed: {_reason(exc)}") from None
-            raise NetworkError(f"cannot connect to {host}: {_reason(exc)}") from None
+            error = NetworkError(f"cannot connect to {host}: {_reason(exc)}")
+            error.retryable = True
+            raise error from None
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"base URL is not valid: {exc}") from None
         except (httpx.TransportError, OSError) as exc:
             raise NetworkError(f"request to {host} failed: {_reason(exc)}") from None
 
@@ -186,7 +193,7 @@ def reads(response: httpx.Response, idle_timeout: float | None) -> Iterator[byte
         yield from response.iter_raw()
     except httpx.ReadTimeout:
         raise TimeoutError_(
-            f"the stream went silent for {idle_timeout:g} s (idle timeout)"
+            f"the stream went silent for {_secs(idle_timeout)} (idle timeout)"
         ) from None
     except httpx.RemoteProtocolError:
         raise StreamError(
@@ -196,6 +203,10 @@ def reads(response: httpx.Response, idle_timeout: float | None) -> Iterator[byte
         raise StreamError(
             f"the connection failed mid-stream: {_reason(exc)}", status=200, code="network"
         ) from None
+
+
+def _secs(value: float | None) -> str:
+    return "(no limit)" if value is None else f"{value:g} s"
 
 
 def _is_tls(exc: BaseException) -> bool:

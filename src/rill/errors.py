@@ -104,6 +104,8 @@ class StreamError(APIError):
 
 class NetworkError(RillError):
     exit_code = ExitCode.NETWORK
+    retryable = False
+    """True for failures another attempt may cure (refused, DNS, connect timeout), not TLS."""
 
 
 class TimeoutError_(NetworkError):  # noqa: N801 - trailing underscore avoids the builtin's name
@@ -150,4 +152,4 @@ def error_for_chunk(code: int | str | None, message: str, *, body: Any = None) -
     The contract puts every error inside the stream under exit 7, whatever its code says (a
     mid-stream 429 is not an HTTP 429: nothing can be retried once tokens were sent).
     """
-    return StreamError(message, status=200, code=code, body=body)
+    return StreamError(message, status=200, code=code or "upstream_error", body=body)

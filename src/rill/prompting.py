@@ -69,6 +69,16 @@ def parse_params(items: list[str]) -> dict[str, str]:
     return params
 
 
+#: Request fields an option may not set: rill owns them (use the matching flag instead).
+RESERVED_FIELDS = {"model": "-m/--model", "messages": "the prompt", "stream": "--no-stream"}
+
+
+def check_extra(extra: dict[str, Any]) -> None:
+    for key, instead in RESERVED_FIELDS.items():
+        if key in extra:
+            raise UsageError(f"the request field {key!r} cannot be set as an option: use {instead}")
+
+
 def merge_options(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:

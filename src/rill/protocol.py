@@ -82,6 +82,8 @@ def build_headers(settings: Settings, *, stream: bool) -> dict[str, str]:
         "Content-Type": "application/json",
         "Accept": "text/event-stream" if stream else "application/json",
         "User-Agent": f"rill/{__version__}",
+        # The body is read as it arrives (and -f raw passes it on): no compression.
+        "Accept-Encoding": "identity",
     }
     if settings.api_key:
         headers["Authorization"] = f"Bearer {settings.api_key}"
@@ -106,7 +108,10 @@ def _redacted(secret: str) -> str:
 
 
 def redacted_headers(headers: dict[str, str], secret: str | None) -> dict[str, str]:
-    return {k: redact(v, secret) for k, v in headers.items()}
+    out = {k: redact(v, secret) for k, v in headers.items()}
+    if "Authorization" in out:  # whatever the key's length, it is never printed
+        out["Authorization"] = f"Bearer {_redacted(secret or '')}"
+    return out
 
 
 def _one_line(text: str, limit: int = 500) -> str:

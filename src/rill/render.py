@@ -52,7 +52,7 @@ class TextRenderer:
     def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
         text = "".join([d.content for d in deltas if type(d) is Chunk])
         if text:
-            self.out.write(text.encode("utf-8", "surrogateescape"))
+            self.out.write(text.encode("utf-8", "replace"))
             self.out.flush()
             self.last = text[-1]
 
@@ -111,7 +111,7 @@ class _EventStreamRenderer:
 
     def _write(self, records: list[str]) -> None:
         if records:
-            self.out.write("".join(records).encode("utf-8", "surrogateescape"))
+            self.out.write("".join(records).encode("utf-8", "replace"))
             self.out.flush()
 
     def start(self, event: Start, transcript: Transcript) -> None:
@@ -154,7 +154,7 @@ class JSONRenderer:
 
     def finish(self, event: Terminal) -> None:
         text = json.dumps(event.as_dict(), ensure_ascii=False, indent=2) + "\n"
-        self.out.write(text.encode("utf-8", "surrogateescape"))
+        self.out.write(text.encode("utf-8", "replace"))
         self.out.flush()
 
 
@@ -185,7 +185,7 @@ class OpenAIRenderer:
     def _write(self, objs: list[Any]) -> None:
         if objs:
             text = "".join(f"data: {o if isinstance(o, str) else _dumps(o)}\n\n" for o in objs)
-            self.out.write(text.encode("utf-8", "surrogateescape"))
+            self.out.write(text.encode("utf-8", "replace"))
             self.out.flush()
 
     def deltas(self, raw: bytes, deltas: list[Delta]) -> None:

@@ -48,11 +48,12 @@ def run_prompt(args: PromptArgs) -> int:
     from rill.prompting import (
         apply_template,
         build_messages,
+        check_extra,
         join_prompt,
         load_template,
         merge_options,
     )
-    from rill.protocol import Request, redact
+    from rill.protocol import Request
     from rill.settings import resolve_paths, resolve_settings
 
     def warn(message: str) -> None:
@@ -72,21 +73,29 @@ def run_prompt(args: PromptArgs) -> int:
         raise UsageError(NO_PROMPT)
     settings = resolve_settings(flags, warn=warn)
     settings.check_transport()
-    if system is None:
-        system = settings.system
     extra.update(merge_options(args.options))
+    check_extra(extra)
 
     recording = settings.history and not args.no_history and not args.dry_run
+    continuing = args.continue_chat or args.chat is not None
     store = None
-    if recording or args.continue_chat or args.chat:
+    if recording or continuing:
         from rill.history import HistoryStore
 
-        store = HistoryStore(settings.paths.history_dir, settings.history_format, warn=warn)  # type: ignore[arg-type]
+        # Only reading (--no-history -c, --dry-run): nothing may be written under the data folder.
+        store = HistoryStore(
+            settings.paths.history_dir,
+            settings.history_format,  # type: ignore[arg-type]  # validated by settings
+            warn=warn,
+            read_only=not recording,
+        )
     chat_id = None
     earlier: list[dict[str, Any]] = []
-    if store is not None and (args.continue_chat or args.chat):
+    if store is not None and continuing:
         chat_id = store.resolve(args.chat or "last")
         earlier = store.conversation(chat_id)
+    if system is None and not earlier:
+        system = settings.system  # config's system prompt starts chats; it never replaces one
     messages, turn = build_messages(user_text, system, earlier)
     request = Request(
         messages=messages,
@@ -104,9 +113,7 @@ def run_prompt(args: PromptArgs) -> int:
     # Retry notes are for people watching; a script's stderr gets only the final outcome.
     on_retry = warn if args.debug or _isatty(sys.stderr) else None
     client = ChatClient(settings, http, on_retry=on_retry)
-    return _stream(
-        args, settings, client, request, store if recording else None, chat_id, turn, redact
-    )
+    return _stream(args, settings, client, request, store if recording else None, chat_id, turn)
 
 
 def _stream(
@@ -117,7 +124,6 @@ def _stream(
     store: Any,
     chat_id: str | None,
     turn: list[dict[str, Any]],
-    redact: Any,
 ) -> int:
     from rill.render import make_renderer
     from rill.session import NullRecorder, run_chat
@@ -177,7 +183,7 @@ def _stream(
     elif error is not None:
         status = getattr(error, "status", None)
         suffix = f" (HTTP {status})" if status and status != 200 else ""
-        _stderr(f"rill: {redact(error.message, settings.api_key)}{suffix}")
+        _stderr(f"rill: {error.message}{suffix}")  # the session already removed the key
     for note in outcome.notes:
         _stderr(f"rill: {note}")
     if settings.stats:

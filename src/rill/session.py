@@ -26,9 +26,9 @@ from types import FrameType
 from typing import Any, Protocol
 
 from rill.client import ChatClient, reads
-from rill.errors import Cancelled, ExitCode, RillError, StreamError, TimeoutError_
-from rill.events import Chunk, Delta, Done, Error, Start, Terminal
-from rill.protocol import Request
+from rill.errors import Cancelled, ExitCode, NetworkError, RillError, StreamError, TimeoutError_
+from rill.events import Chunk, Delta, Done, Error, Reasoning, Start, Terminal
+from rill.protocol import Request, redact
 from rill.render import Renderer
 from rill.sse import ServerSentEvent, SSEDecoder
 from rill.transcript import Transcript
@@ -189,18 +189,26 @@ def run_chat(
             try:
                 with client.open(request) as response:
                     renderer.start(Start(chat_id, request.model), transcript)
-                    if request.stream:
+                    ctype = response.headers.get("content-type", "")
+                    if request.stream and not ctype.startswith("application/json"):
                         _pump_stream(
                             response, client, transcript, renderer, recorder, limits, first
                         )
-                    else:
-                        _read_whole(response, transcript, renderer, recorder, first)
+                    else:  # asked for no stream, or a server that ignored "stream": true
+                        _read_whole(response, client, transcript, renderer, recorder, first)
             except KeyboardInterrupt:
                 raise Cancelled("SIGINT", ExitCode.INTERRUPTED) from None
             except BrokenPipeError:
                 raise Cancelled("broken pipe", ExitCode.BROKEN_PIPE) from None
     except RillError as exc:
         error = exc
+    except KeyboardInterrupt:  # a signal landing while the limits and handlers are restored
+        error = Cancelled("SIGINT", ExitCode.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a bug: still finish the record and the output
+        error = RillError(f"internal error: {type(exc).__name__}: {exc}")
+    if error is not None:
+        # Upstream error text can quote the Authorization header: the key never goes further.
+        error.message = redact(error.message, client.settings.api_key)
     with _cleanup_guard():
         return _finish(transcript, renderer, recorder, chat_id, timings, t0, first, error, request)
 
@@ -226,7 +234,7 @@ def _pump_stream(
             if not first:
                 first.append(time.monotonic())
                 limits.first_token_seen()
-            recorder.add("".join([d.content for d in deltas if type(d) is Chunk]))
+            _record(recorder, deltas)
         renderer.deltas(raw, deltas)
         if failure is not None:
             raise failure
@@ -235,8 +243,20 @@ def _pump_stream(
     deltas = []
     _decode_read(decoder.flush(), transcript, deltas)
     if deltas:
-        recorder.add("".join([d.content for d in deltas if type(d) is Chunk]))
+        _record(recorder, deltas)
         renderer.deltas(b"", deltas)
+
+
+def _record(recorder: Recorder, deltas: list[Delta]) -> None:
+    """Hand one read's new text to the history journal."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    for d in deltas:
+        if type(d) is Chunk:
+            content.append(d.content)
+        elif type(d) is Reasoning:
+            reasoning.append(d.content)
+    recorder.add("".join(content), "".join(reasoning))
 
 
 def _decode_read(events: list[ServerSentEvent], transcript: Transcript, out: list[Delta]) -> None:
@@ -260,7 +280,14 @@ def _decode_read(events: list[ServerSentEvent], transcript: Transcript, out: lis
                 f"the stream sent malformed JSON: {data[:80]!r}", status=200, code="bad_json"
             ) from None
         if type(obj) is dict:
-            out += add_chunk(obj)
+            try:
+                out += add_chunk(obj)
+            except (AttributeError, TypeError, KeyError, IndexError):
+                raise StreamError(
+                    f"the stream sent a chunk of an unexpected shape: {data[:80]!r}",
+                    status=200,
+                    code="bad_chunk",
+                ) from None
 
 
 def _raise_legacy_error(data: str, transcript: Transcript) -> None:
@@ -273,19 +300,27 @@ def _raise_legacy_error(data: str, transcript: Transcript) -> None:
 
 def _read_whole(
     response: Any,
+    client: ChatClient,
     transcript: Transcript,
     renderer: Renderer,
     recorder: Recorder,
     first: list[float],
 ) -> None:
-    body = b"".join(reads(response, None))
+    body = b"".join(reads(response, client.settings.timeout))
     try:
         obj = json.loads(body)
     except ValueError:
         raise StreamError(
             f"the server sent malformed JSON: {body[:80]!r}", status=200, code="bad_json"
         ) from None
-    deltas = transcript.add_completion(obj) if isinstance(obj, dict) else []
+    try:
+        deltas = transcript.add_completion(obj) if isinstance(obj, dict) else []
+    except (AttributeError, TypeError, KeyError, IndexError):
+        raise StreamError(
+            f"the server sent an answer of an unexpected shape: {body[:80]!r}",
+            status=200,
+            code="bad_chunk",
+        ) from None
     first.append(time.monotonic())
     recorder.add(transcript.content, transcript.reasoning)
     renderer.deltas(body, deltas)
@@ -308,6 +343,12 @@ def _finish(
         timings["ttft_ms"] = round((first[0] - t0) * 1000, 1)
     usage = transcript.usage()
     finish_reason = transcript.final_finish_reason()
+    if error is None and finish_reason == "error":
+        error = StreamError(
+            'the upstream ended the answer with an error (finish_reason "error")',
+            status=200,
+            code=transcript.native_finish_reason or "upstream_error",
+        )
     if error is None and finish_reason is None:
         error = StreamError(
             "the stream ended before the answer was complete (no finish reason)",
@@ -354,8 +395,14 @@ def _finish(
     else:
         status = getattr(error, "status", None)
         code = getattr(error, "code", None)
+        if code is None:  # no upstream code: name the kind of failure instead
+            code = (
+                "timeout"
+                if isinstance(error, TimeoutError_)
+                else ("network" if isinstance(error, NetworkError) else "internal")
+            )
         terminal = Error(
-            code=code if code is not None else int(error.exit_code),
+            code=code,
             message=error.message,
             status=status,
             exit_code=int(error.exit_code),
@@ -365,7 +412,7 @@ def _finish(
         outcome_record["error"] = terminal.as_dict() | {"partial": None}
         exit_code = error.exit_code
     recorder.finish(outcome_record)
-    with contextlib.suppress(BrokenPipeError, ValueError):
+    with contextlib.suppress(OSError):
         renderer.finish(terminal)  # stdout may be gone: the record above is what is kept
     notes = []
     if error is None and finish_reason == "length":

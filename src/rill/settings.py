@@ -133,7 +133,10 @@ def check_config_value(key: str, value: Any, *, source: str = "config") -> None:
 
 
 def is_openrouter(base_url: str) -> bool:
-    host = (urlsplit(base_url).hostname or "").lower()
+    try:
+        host = (urlsplit(base_url).hostname or "").lower()
+    except ValueError:  # a malformed URL: check_transport says so
+        return False
     return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
@@ -188,7 +191,7 @@ class Settings:
     api_key: str | None = field(repr=False)
     system: str | None = None
     timeout: float | None = 60.0  # idle: longest silence between two reads (keep-alives count)
-    connect_timeout: float = 10.0
+    connect_timeout: float | None = 10.0
     first_token_timeout: float | None = None
     total_timeout: float | None = None
     retries: int = 2
@@ -209,9 +212,15 @@ class Settings:
 
     def check_transport(self) -> None:
         """Refuse configurations that would leak the key or cannot authenticate."""
-        parts = urlsplit(self.base_url)
+        try:
+            parts = urlsplit(self.base_url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ConfigError(f"base URL {self.base_url!r} is not valid: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"base URL {self.base_url!r} is not an http(s) URL")
+        if self.api_key and any(ch.isspace() or ord(ch) < 32 for ch in self.api_key):
+            raise ConfigError("the API key contains spaces or control characters")
         if self.openrouter and not self.api_key:
             raise ConfigError(
                 "no API key: set OPENROUTER_API_KEY (or api_key_cmd in config.toml) "
@@ -261,14 +270,17 @@ def resolve_settings(
     max_tokens = pick("max_tokens")
     if max_tokens is None and is_openrouter(base_url):
         max_tokens = OPENROUTER_DEFAULT_MAX_TOKENS
-    api_key = env.get("OPENROUTER_API_KEY") or _key_from_config(config, paths.config_file, warn)
+    # Keys pasted from files often carry a trailing newline or CR: that is never part of a key.
+    api_key = (env.get("OPENROUTER_API_KEY") or "").strip() or _key_from_config(
+        config, paths.config_file, warn
+    )
 
     def seconds(name: str, default: float | None) -> float | None:
         value = pick(name, None, default)
         if value is None:
             return None
         value = _number(str(value), name) if isinstance(value, str) else float(value)
-        return None if value == 0 and name != "connect_timeout" else value
+        return None if value == 0 else value  # 0 means no limit
 
     return Settings(
         base_url=base_url,
@@ -276,7 +288,7 @@ def resolve_settings(
         api_key=api_key,
         system=pick("system"),
         timeout=seconds("timeout", 60.0),
-        connect_timeout=seconds("connect_timeout", 10.0) or 10.0,
+        connect_timeout=seconds("connect_timeout", 10.0),
         first_token_timeout=seconds("first_token_timeout", None),
         total_timeout=seconds("total_timeout", None),
         retries=int(pick("retries", None, 2)),

@@ -106,8 +106,8 @@ class Transcript:
             # Tool calls with a missing or "stop" finish reason still await their results
             # (PROTOCOL §3.4: OpenRouter's own SDK applies the same fix).
             return "tool_calls"
-        if reason is None and self.done:
-            return "stop"
+        if reason is None and self.done and self.has_output:
+            return "stop"  # some servers end with [DONE] and no finish reason (PROTOCOL §10.5)
         return reason
 
     # -- folding -------------------------------------------------------------------------------
