@@ -16,7 +16,8 @@ import typer
 from typer.core import TyperGroup
 
 from rill import __version__
-from rill.completion import complete_chat, complete_model, complete_template
+from rill.commands import options as opt
+from rill.completion import complete_chat
 from rill.errors import ExitCode, RillError
 from rill.render import OutputFormat
 
@@ -158,11 +159,8 @@ def ask(
         list[str] | None,
         typer.Argument(help="Prompt words, joined with spaces; '-' reads stdin only."),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Model ID or alias.", autocompletion=complete_model),
-    ] = None,
-    system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
+    model: opt.Model = None,
+    system: opt.System = None,
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.text,
@@ -175,32 +173,18 @@ def ask(
             "--chat", help="Continue this chat (ID or unique prefix).", autocompletion=complete_chat
         ),
     ] = None,
-    no_history: Annotated[
-        bool, typer.Option("--no-history", help="Write nothing under the data folder.")
-    ] = False,
-    temperature: Annotated[
-        float | None, typer.Option("--temperature", help="Sampling temperature.")
-    ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", help="Maximum tokens to generate.", min=1)
-    ] = None,
-    reasoning_effort: Annotated[
-        str | None,
-        typer.Option("--reasoning-effort", help="Reasoning effort: low, medium or high."),
-    ] = None,
+    no_history: opt.NoHistory = False,
+    temperature: opt.Temperature = None,
+    max_tokens: opt.MaxTokens = None,
+    reasoning_effort: opt.Effort = None,
     option: Annotated[
         list[str] | None,
         typer.Option(
             "--option", "-o", help="Extra request field KEY=VALUE (JSON when it parses; @file)."
         ),
     ] = None,
-    base_url: Annotated[
-        str | None, typer.Option("--base-url", help="OpenAI-compatible API base URL.")
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option("--timeout", help="Idle timeout in seconds (0: none).", min=0),
-    ] = None,
+    base_url: opt.BaseUrl = None,
+    timeout: opt.Timeout = None,
     connect_timeout: Annotated[
         float | None, typer.Option("--connect-timeout", help="Connect timeout in seconds.", min=0)
     ] = None,
@@ -211,9 +195,7 @@ def ask(
     total_timeout: Annotated[
         float | None, typer.Option("--total-timeout", help="Limit on the whole run.", min=0)
     ] = None,
-    retries: Annotated[
-        int | None, typer.Option("--retries", help="Retries before the answer starts.", min=0)
-    ] = None,
+    retries: opt.Retries = None,
     stats: Annotated[
         bool | None, typer.Option("--stats", help="Print a timing/usage line on stderr.")
     ] = None,
@@ -223,12 +205,7 @@ def ask(
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Ask for the whole answer at once.")
     ] = False,
-    template: Annotated[
-        str | None,
-        typer.Option(
-            "--template", "-t", help="Use templates/NAME.toml.", autocompletion=complete_template
-        ),
-    ] = None,
+    template: opt.Template = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Template parameter: -p KEY VALUE (or KEY=VALUE)."),
@@ -266,8 +243,6 @@ def ask(
 
     if color is not None and color not in ("auto", "always", "never"):
         raise typer.BadParameter("must be auto, always or never", param_hint="--color")
-    if reasoning_effort is not None and reasoning_effort not in ("low", "medium", "high"):
-        raise typer.BadParameter("must be low, medium or high", param_hint="--reasoning-effort")
     words = list(prompt or [])
     args = PromptArgs(
         words=words,
@@ -292,7 +267,7 @@ def ask(
         continue_chat=continue_,
         chat=chat,
         no_history=no_history,
-        reasoning_effort=reasoning_effort,
+        reasoning_effort=reasoning_effort.value if reasoning_effort else None,
         options=list(option or []),
         stream=not no_stream,
         template=template,

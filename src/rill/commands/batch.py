@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rill.completion import complete_model, complete_template
+from rill.commands import options as opt
 
 HELP = (
     "Answer many prompts concurrently. INPUT (a file, or stdin when omitted or '-') holds JSON "
@@ -53,29 +53,9 @@ def batch_command(
         bool,
         typer.Option("--lines", help="INPUT is plain text: one prompt per line, id = line number."),
     ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar="ID",
-            help="Default model ID or alias.",
-            autocompletion=complete_model,
-        ),
-    ] = None,
-    system: Annotated[
-        str | None, typer.Option("--system", "-s", metavar="TEXT", help="Default system prompt.")
-    ] = None,
-    template: Annotated[
-        str | None,
-        typer.Option(
-            "--template",
-            "-t",
-            metavar="NAME",
-            help="Wrap each prompt in templates/NAME.toml.",
-            autocompletion=complete_template,
-        ),
-    ] = None,
+    model: opt.Model = None,
+    system: opt.System = None,
+    template: opt.Template = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -86,19 +66,9 @@ def batch_command(
         str | None,
         typer.Option("--prompt-prefix", metavar="TEXT", help="Text put before every prompt."),
     ] = None,
-    temperature: Annotated[
-        float | None, typer.Option("--temperature", metavar="F", help="Sampling temperature.")
-    ] = None,
-    max_tokens: Annotated[
-        int | None,
-        typer.Option("--max-tokens", metavar="N", help="Maximum tokens to generate.", min=1),
-    ] = None,
-    reasoning_effort: Annotated[
-        str | None,
-        typer.Option(
-            "--reasoning-effort", metavar="LEVEL", help="Reasoning effort: low, medium or high."
-        ),
-    ] = None,
+    temperature: opt.Temperature = None,
+    max_tokens: opt.MaxTokens = None,
+    reasoning_effort: opt.Effort = None,
     option: Annotated[
         list[str] | None,
         typer.Option(
@@ -107,29 +77,14 @@ def batch_command(
             help="Extra request field KEY=VALUE (JSON when it parses; @file).",
         ),
     ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL."),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout", metavar="SECONDS", help="Idle timeout in seconds (0: none).", min=0
-        ),
-    ] = None,
-    retries: Annotated[
-        int | None,
-        typer.Option("--retries", metavar="N", help="Retries per item before it fails.", min=0),
-    ] = None,
-    no_history: Annotated[
-        bool, typer.Option("--no-history", help="Write nothing under the data folder.")
-    ] = False,
+    base_url: opt.BaseUrl = None,
+    timeout: opt.Timeout = None,
+    retries: opt.Retries = None,
+    no_history: opt.NoHistory = False,
 ) -> None:
     from rill.batch import BatchArgs, run_batch
     from rill.prompting import parse_params
 
-    if reasoning_effort is not None and reasoning_effort not in ("low", "medium", "high"):
-        raise typer.BadParameter("must be low, medium or high", param_hint="--reasoning-effort")
     args = BatchArgs(
         input=input_file,
         jobs=jobs,
@@ -145,7 +100,7 @@ def batch_command(
             "timeout": timeout,
             "retries": retries,
         },
-        reasoning_effort=reasoning_effort,
+        reasoning_effort=reasoning_effort.value if reasoning_effort else None,
         options=list(option or []),
         no_history=no_history,
         template=template,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rill.commands import options as opt
 from rill.commands.output import piped, stdout_is_terminal, warn, write_json, write_tsv
 
 HEADER = ("ID", "CONTEXT", "PROMPT $/M", "COMPLETION $/M")
@@ -25,10 +26,7 @@ def models_command(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Fetch the list even when the cache is fresh.")
     ] = False,
-    base_url: Annotated[
-        str | None,
-        typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL."),
-    ] = None,
+    base_url: opt.BaseUrl = None,
 ) -> None:
     """List the models of the configured server (cached for an hour)."""
     from rill.models import load_models

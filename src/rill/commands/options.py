@@ -1,0 +1,60 @@
+"""Options shared by several commands, declared once: their help text lives only here."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from rill.completion import complete_model, complete_template
+
+
+class ReasoningEffort(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", metavar="ID", help="Model ID or alias.", autocompletion=complete_model
+    ),
+]
+System = Annotated[
+    str | None, typer.Option("--system", "-s", metavar="TEXT", help="System prompt.")
+]
+Template = Annotated[
+    str | None,
+    typer.Option(
+        "--template",
+        "-t",
+        metavar="NAME",
+        help="Use templates/NAME.toml.",
+        autocompletion=complete_template,
+    ),
+]
+Temperature = Annotated[
+    float | None, typer.Option("--temperature", metavar="F", help="Sampling temperature.")
+]
+MaxTokens = Annotated[
+    int | None, typer.Option("--max-tokens", metavar="N", help="Maximum tokens to generate.", min=1)
+]
+Effort = Annotated[
+    ReasoningEffort | None, typer.Option("--reasoning-effort", help="Reasoning effort.")
+]
+BaseUrl = Annotated[
+    str | None, typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL.")
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option("--timeout", metavar="SECONDS", help="Idle timeout in seconds (0: none).", min=0),
+]
+Retries = Annotated[
+    int | None,
+    typer.Option("--retries", metavar="N", help="Retries before an answer starts.", min=0),
+]
+NoHistory = Annotated[
+    bool, typer.Option("--no-history", help="Write nothing under the data folder.")
+]
