@@ -7,7 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import reap_spawned
 from tests.fakeserver import FakeOpenRouter
+
+#: A proxy on loopback that nothing listens on (port 9, "discard"): connecting fails at once.
+DEAD_PROXY = "http://127.0.0.1:9"
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 # --- fake OpenRouter server and an isolated environment ---------------------------------------
 
@@ -46,4 +58,17 @@ def rill_env(
     # A proxy from the environment must not intercept requests to the local fake server.
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    # Any other host goes through a loopback proxy that nobody listens on: a request that
+    # escapes the fake server fails at once, on this machine, instead of reaching the internet.
+    for name in PROXY_VARIABLES:
+        monkeypatch.setenv(name, DEAD_PROXY)
     return home
+
+
+@pytest.fixture(autouse=True)
+def _no_spawned_process_left() -> Iterator[None]:
+    """Kill every ``rill`` that ``tests.e2e.spawn`` started and that still runs when the test
+    ends (a failed assertion skips the test's own clean-up), and close its pipes, so no process
+    or open file outlives the test that made it."""
+    yield
+    reap_spawned()

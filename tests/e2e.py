@@ -1,6 +1,9 @@
 """Helpers for end-to-end tests: run the installed ``rill`` as a subprocess, read its output.
 
-Every wait is bounded by a deadline; a test that would hang fails instead.
+Every wait is bounded by a deadline; a test that would hang fails instead. Every process started
+by ``spawn`` is remembered until the end of the test, when ``reap_spawned`` (an autouse fixture in
+conftest.py) kills whatever still runs and closes its pipes, so a failing test leaves nothing
+behind for a later one to trip over.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from typing import Any
 
 _EXE = shutil.which("rill")
 RILL: list[str] = [_EXE] if _EXE else [sys.executable, "-m", "rill"]
+
+#: Processes started by ``spawn`` during the current test (see ``reap_spawned``).
+_spawned: list[subprocess.Popen[bytes]] = []
 
 
 def run(
@@ -35,13 +42,38 @@ def run(
 
 def spawn(args: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
     """Start rill with piped stdout/stderr (read them with ``read_until`` / ``finish``)."""
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*RILL, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         **kw,
     )
+    _spawned.append(proc)
+    return proc
+
+
+def stop(procs: Iterable[subprocess.Popen[Any]], timeout: float = 5) -> None:
+    """Kill each process that still runs, wait for it (``timeout`` seconds at most) and close
+    its pipes. Harmless for processes that already ended and pipes already closed."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(max(deadline - time.monotonic(), 0.01))
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def reap_spawned() -> None:
+    """``stop`` every process ``spawn`` started since the last call, and forget them."""
+    procs = _spawned[:]
+    _spawned.clear()
+    stop(procs)
 
 
 def read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 10) -> bytes:
@@ -69,7 +101,6 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 10) -> tuple[int, byt
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        stop([proc])
         raise AssertionError("rill did not exit in time") from None
     return proc.returncode, out, err

@@ -36,7 +36,7 @@ from rill.events import Done, Error
 from rill.history import HistoryStore, usage_total
 from rill.protocol import Request
 from rill.settings import Settings
-from tests.e2e import RILL, run
+from tests.e2e import RILL, finish, read_until, run, spawn
 from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -139,17 +139,19 @@ def test_items_history_cannot_record_have_no_chat_and_are_counted(
 def test_429_with_retry_after_holds_every_worker_and_no_item_fails(
     batch: Any, fake_server: FakeOpenRouter
 ) -> None:
-    fake_server.enqueue(Scenario.error(429, retry_after=1))
+    fake_server.enqueue(Scenario.error(429, retry_after=2))
     started = time.monotonic()
     done = batch("-j", "4", "-m", "fake/echo", "--no-history", input=items(12))
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= 2.0
     assert sorted(r["id"] for r in lines_of(done.stdout)) == list(range(1, 13))
     times = [r.time for r in fake_server.chat_requests]
     assert len(times) == 13  # one retry
     limited = times[0]
-    # Requests already in flight may land just after the 429; then nobody sends for a second.
-    assert not [t for t in times if limited + 0.3 < t < limited + 0.95]
+    # rill reads the 429 after the server recorded it, so whatever is sent after that waits
+    # until at least limited + 2 (both sides use the system's monotonic clock). Requests
+    # already in flight may still land after the 429: they get a whole second to do so.
+    assert not [t for t in times if limited + 1.0 < t < limited + 2.0]
     assert "rate limited" in done.stderr.decode()
 
 
@@ -182,7 +184,8 @@ def test_sigkill_then_rerun_sends_only_the_missing_items(
 def test_sigterm_cancels_running_items_keeps_whole_lines_and_resumes(
     fake_server: FakeOpenRouter, tmp_path: Path, infile: Any, rill_env: Path
 ) -> None:
-    gate = Gate(timeout=10)
+    partial = "piece 0 piece 1 piece 2 "
+    gate = Gate(timeout=60)  # opened by the test, never by the timeout
     gate.release(1, 2)  # every gated stream sends pieces 0-2, then waits before piece 3
     fake_server.enqueue(Scenario(content=["fast"], repeat=2))
     fake_server.default_scenario = Scenario(content=[f"piece {i} " for i in range(8)], gate=gate)
@@ -191,27 +194,34 @@ def test_sigterm_cancels_running_items_keeps_whole_lines_and_resumes(
     proc = subprocess_spawn([*RILL, *args], stderr=subprocess.PIPE)
     try:
         wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") == 2, 20, "2 lines")
-        assert gate.wait_for_server(3, 10)
         wait_until(lambda: len(fake_server.chat_requests) == 6, 10, "4 running items")
-        started = time.monotonic()
+
+        def running_with_partial() -> bool:
+            rows = exchanges(rill_env)
+            return [r["answer"].get("content") for r in rows if r["status"] == "running"] == [
+                partial
+            ] * 4
+
+        # Each running item has received its three pieces: they are in its journal.
+        wait_until(running_with_partial, 10, "4 running items with their pieces journalled")
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(10)
+        # The stop must wake the workers blocked on their sockets: left alone, they would wait
+        # for the gate, which holds piece 3 back far longer than this.
+        code = proc.wait(20)
     finally:
         gate.open()
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
         assert proc.stderr is not None
         err = proc.stderr.read().decode()
         proc.stderr.close()
     assert code == 143
-    assert time.monotonic() - started < 5
     assert "stopped by SIGTERM" in err
     text = out.read_bytes()
     assert text.endswith(b"\n") and len(lines_of(text)) == 2  # whole lines only
     cancelled = [e for e in exchanges(rill_env) if e.get("finish_reason") == "cancelled"]
-    assert len(cancelled) == 4
-    for e in cancelled:
-        assert "piece 0 piece 1 piece 2 ".startswith(e["answer"].get("content", ""))
+    assert [e["answer"]["content"] for e in cancelled] == [partial] * 4
 
     fake_server.reset()
     done = run(args, timeout=30)
@@ -221,24 +231,47 @@ def test_sigterm_cancels_running_items_keeps_whole_lines_and_resumes(
 
 
 def test_ordered_writes_input_order_while_default_is_completion_order(
-    batch: Any, fake_server: FakeOpenRouter
+    fake_server: FakeOpenRouter, infile: Any
 ) -> None:
-    # Odd items are slow (the default scenario), even ones are instant echoes.
-    fake_server.default_scenario = Scenario(content=["slow"], delay_headers=0.5)
-    data = jsonl(
-        *(
-            {"id": i, "prompt": f"item {i}", **({"model": "fake/echo"} if i % 2 == 0 else {})}
-            for i in range(1, 9)
+    # Odd items are slow (the default scenario: held after their first piece until the test
+    # opens the gate), even ones are instant echoes. With 4 jobs, items 1, 3, 5 and 7 end up
+    # holding every worker once 2, 4 and 6 are done; 8 starts only when the gate opens.
+    data = infile(
+        jsonl(
+            *(
+                {"id": i, "prompt": f"item {i}", **({"model": "fake/echo"} if i % 2 == 0 else {})}
+                for i in range(1, 9)
+            )
         )
     )
-    ordered = batch("-j", "4", "--ordered", "--no-history", input=data)
-    assert ordered.returncode == 0, ordered.stderr
-    assert [r["id"] for r in lines_of(ordered.stdout)] == list(range(1, 9))
-    fake_server.reset()
-    fake_server.default_scenario = Scenario(content=["slow"], delay_headers=0.5)
-    unordered = batch("-j", "4", "--no-history", input=data)
-    first_two = [r["id"] for r in lines_of(unordered.stdout)][:2]
-    assert all(i % 2 == 0 for i in first_two)  # fast items came out first
+
+    def start(*args: str) -> tuple[Any, Gate]:
+        fake_server.reset()
+        gate = Gate(timeout=60)  # opened by the test, never by the timeout
+        fake_server.default_scenario = Scenario(content=["sl", "ow"], gate=gate)
+        proc = spawn(
+            ["batch", data, "-j", "4", "--no-history", "--base-url", fake_server.url, *args]
+        )
+        # Item 7 is sent once 2, 4 and 6 have finished; then every worker waits at the gate.
+        wait_until(lambda: len(fake_server.chat_requests) == 7, 20, "7 requests")
+        return proc, gate
+
+    proc, gate = start("--ordered")
+    gate.open()
+    code, out, err = finish(proc, timeout=30)
+    assert code == 0, err
+    assert [r["id"] for r in lines_of(out)] == list(range(1, 9))  # 2, 4 and 6 waited for 1
+
+    proc, gate = start()
+    shown = b""
+    while shown.count(b"\n") < 3:  # written while the slow items are still held
+        shown += read_until(proc, b"\n", timeout=20)
+    gate.open()
+    code, rest, err = finish(proc, timeout=30)
+    assert code == 0, err
+    ids = [r["id"] for r in lines_of(shown + rest)]
+    assert sorted(ids[:3]) == [2, 4, 6]  # fast items came out first, as they finished
+    assert sorted(ids) == list(range(1, 9))
 
 
 def test_failed_items_set_the_exit_code_of_the_first_in_input_order(batch: Any) -> None:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from rill.cli import app
 from rill.history import ExchangeStart, HistoryStore
-from tests.e2e import RILL
+from tests.e2e import RILL, stop
 from tests.fakeserver import FakeOpenRouter, Scenario
 from tests.test_history import dead_run, snapshot
 
@@ -247,9 +247,12 @@ def test_twenty_processes_finishing_at_once_all_land(
         )
         for i in range(20)
     ]
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+    finally:
+        stop(procs)  # after a failure, none of them is left running
     listed = json.loads(rill("history", "list", "--limit", "50", "--json").stdout)
     assert sorted(c["title"] for c in listed) == sorted(f"prompt {i}" for i in range(20))
     for path in (rill_env / "history" / "chats").iterdir():
@@ -346,12 +349,17 @@ def test_export_into_head_ends_quietly_with_141(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    head = subprocess.run(["head", "-c", "100"], stdin=rill.stdout, capture_output=True, timeout=60)
-    assert rill.stdout is not None and rill.stderr is not None
-    rill.stdout.close()
-    with rill.stderr:
+    try:
+        head = subprocess.run(
+            ["head", "-c", "100"], stdin=rill.stdout, capture_output=True, timeout=60
+        )
+        assert rill.stdout is not None and rill.stderr is not None
+        rill.stdout.close()
+        code = rill.wait(timeout=60)
         err = rill.stderr.read()
-    assert (rill.wait(timeout=60), err) == (141, b"")
+    finally:
+        stop([rill])  # after a failure or a timeout, rill is not left running
+    assert (code, err) == (141, b"")
     assert len(head.stdout) == 100
 
 

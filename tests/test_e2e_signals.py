@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +30,7 @@ def _start_mid_stream(
     seen = read_until(proc, b"one ")
     gate.release(1)
     seen += read_until(proc, b"two ")
-    deadline = time.monotonic() + 10
-    while gate.waiting_for < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)  # the server is about to block on piece 2
+    assert gate.wait_for_server(2, 10)  # the server now holds piece 2 back
     return proc, gate, seen
 
 
@@ -84,23 +85,60 @@ def test_sigterm_ends_machine_formats_with_a_cancelled_done(fake_server: FakeOpe
     assert sum(e["event"] in ("done", "error") for e in events) == 1
 
 
-def test_second_sigint_during_cleanup_still_exits_quietly(fake_server: FakeOpenRouter) -> None:
+def _has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open (Linux: its descriptors in /proc)."""
+    fds = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        return any(os.readlink(fds / fd) == str(path) for fd in os.listdir(fds))
+    return False
+
+
+def _wait_for_journal(content: str) -> None:
+    """Wait until history shows the running answer's ``content`` (journalled within ~1 s)."""
+    deadline = time.monotonic() + 5
+    while _last_exchange()["answer"].get("content") != content:
+        assert time.monotonic() < deadline, "the partial answer never reached the journal"
+
+
+def test_second_sigint_during_cleanup_still_exits_quietly(
+    fake_server: FakeOpenRouter, rill_env: Path
+) -> None:
     proc, _gate, _seen = _start_mid_stream(fake_server)
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGINT)
-    rc, _rest, err = finish(proc)
-    assert rc == 130
-    assert b"Traceback" not in err
+    _wait_for_journal("one two ")
+    # Two signals sent back to back merge while the first is pending, and the clean-up after
+    # the first is over in a few milliseconds. Holding the history lock keeps rill in it:
+    # saving the partial answer waits for the lock, with the connection already closed.
+    lock = rill_env / "history" / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        proc.send_signal(signal.SIGINT)
+        assert fake_server.wait_disconnect(5) is not None  # the first SIGINT was handled
+        deadline = time.monotonic() + 10
+        while not _has_open(proc.pid, lock):  # rill is now waiting for the lock
+            assert proc.poll() is None, "rill left before it tried to save the answer"
+            assert time.monotonic() < deadline, "rill never tried to save the answer"
+            time.sleep(0.005)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        rc, rest, err = finish(proc)
+    finally:
+        os.close(fd)
+    assert rc == 130  # os._exit(128 + SIGINT): it left at once, without waiting for the lock
+    assert rest == b""
+    # Quietly: no traceback, no "Exception ignored"; at most one "rill:" line.
+    assert err == b"" or (err.startswith(b"rill: ") and err.count(b"\n") == 1), err
+    # The answer was never saved, but its journal was: history shows it as interrupted.
+    exchange = _last_exchange()
+    assert exchange["finish_reason"] == "interrupted"
+    assert exchange["answer"]["content"] == "one two "
 
 
 def test_sigkill_mid_stream_is_shown_as_interrupted_with_its_partial_answer(
     fake_server: FakeOpenRouter,
 ) -> None:
     proc, _gate, _seen = _start_mid_stream(fake_server)
-    # The journal is written within a second of the text arriving: wait until history shows it.
-    deadline = time.monotonic() + 5
-    while _last_exchange()["answer"].get("content") != "one two ":
-        assert time.monotonic() < deadline, "the partial answer never reached the journal"
+    _wait_for_journal("one two ")
     proc.send_signal(signal.SIGKILL)
     finish(proc)
     exchange = _last_exchange()

@@ -164,8 +164,14 @@ def test_jsonl_over_real_http(fake_server: FakeOpenRouter) -> None:
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[0]["event"] == "start"
-    assert any(e["event"] == "reasoning" for e in events)
-    assert events[-1]["event"] == "done" and events[-1]["usage"]["reasoning_tokens"] >= 0
+    # fake/reasoning: three reasoning pieces, then two content pieces; one token per piece.
+    reasoning = [e["content"] for e in events if e["event"] == "reasoning"]
+    assert reasoning == ["Let me think", " about this", " carefully."]
+    done = events[-1]
+    assert done["event"] == "done"
+    assert done["message"]["content"] == "The answer is 42."
+    assert done["usage"]["reasoning_tokens"] == 3
+    assert done["usage"]["completion_tokens"] == 5  # reasoning tokens included
 
 
 @pytest.mark.parametrize(

@@ -268,10 +268,34 @@ def test_error_before_stream_in_every_format(tmp_path: Path) -> None:
         result = invoke(tmp_path, body, "-f", fmt, "--no-history", "hi", status=402)
         assert result.exit_code == 5, fmt
         assert "Insufficient credits" in result.stderr
-        if fmt == "json":
-            obj = json.loads(result.stdout)
-            assert obj["code"] == 402 and obj["status"] == 402 and obj["exit_code"] == 5
-            assert obj["partial"] == {"role": "assistant", "content": ""}
+        error = {
+            "code": 402,
+            "message": "Insufficient credits",
+            "status": 402,
+            "exit_code": 5,
+            "partial": {"role": "assistant", "content": ""},
+        }
+        if fmt == "text":
+            assert result.stdout == ""
+        elif fmt == "json":
+            assert json.loads(result.stdout) == error
+        elif fmt == "sse":  # nothing started: the one event is the terminal error
+            events = parse_sse(result.stdout)
+            assert [(e.event, json.loads(e.data)) for e in events] == [("error", error)]
+        elif fmt == "jsonl":
+            lines = [json.loads(line) for line in result.stdout.splitlines()]
+            assert lines == [{"event": "error", **error}]
+        else:  # openai: an error object, then [DONE]
+            first, done = parse_sse(result.stdout)
+            assert json.loads(first.data) == {
+                "error": {
+                    "message": "Insufficient credits",
+                    "type": "upstream_error",
+                    "code": 402,
+                    "status": 402,
+                }
+            }
+            assert done.data == "[DONE]" and result.stdout.endswith("data: [DONE]\n\n")
 
 
 def test_no_stream_renders_through_the_same_formats(tmp_path: Path) -> None:

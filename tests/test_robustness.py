@@ -89,28 +89,46 @@ def test_upstream_oddities_fail_cleanly(
     assert text in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_lone_surrogate_in_content_is_written_not_crashed(fake_server: FakeOpenRouter) -> None:
-    fake_server.enqueue(
-        Scenario(
-            content=["a", "b"],
-            raw_event_after=1,
-            raw_event=(b'data: {"choices":[{"index":0,"delta":{"content":"\\ud83d!"}}]}\n\n'),
-        )
-    )
-    for fmt in ("text", "sse", "json"):
-        if fmt != "text":
-            fake_server.enqueue(
-                Scenario(
-                    content=["a", "b"],
-                    raw_event_after=1,
-                    raw_event=(
-                        b'data: {"choices":[{"index":0,"delta":{"content":"\\ud83d!"}}]}\n\n'
-                    ),
-                )
-            )
-        result = run(["--base-url", fake_server.url, "-m", "m", "-f", fmt, "hi"])
-        assert result.returncode == 0, result.stderr
-        assert b"!" in result.stdout
+LONE_SURROGATE = b'data: {"choices":[{"index":0,"delta":{"content":"\\ud83d!"}}]}\n\n'
+#: The chunks written for it: one per upstream piece, the surrogate as "?" (errors="replace").
+CHUNKS = [b"a", b"?!", b"b"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "sse", "jsonl", "json", "openai", "raw"])
+def test_lone_surrogate_in_content_is_written_not_crashed(
+    fake_server: FakeOpenRouter, fmt: str
+) -> None:
+    # Pieces "a", then "\ud83d!" (a lone surrogate, valid JSON but not encodable), then "b".
+    fake_server.enqueue(Scenario(content=["a", "b"], raw_event_after=1, raw_event=LONE_SURROGATE))
+    result = run(["--base-url", fake_server.url, "-m", "m", "-f", fmt, "hi"])
+    assert (result.returncode, result.stderr) == (0, b"")
+    out = result.stdout
+    out.decode("utf-8")  # valid UTF-8 whatever the format: the surrogate is replaced by "?"
+    if fmt == "text":
+        assert out == b"a?!b"
+    elif fmt == "sse":
+        start, *chunks, done, empty = out.split(b"\n\n")
+        assert start.startswith(b"event: start\n") and empty == b""
+        assert chunks == [b'event: chunk\ndata: {"content":"%s","done":false}' % c for c in CHUNKS]
+        assert done.startswith(b"event: done\ndata: ")
+        assert json.loads(done.split(b"data: ", 1)[1])["message"]["content"] == "a?!b"
+    elif fmt == "jsonl":
+        start, *chunks, done, empty = out.split(b"\n")
+        assert start.startswith(b'{"event":"start",') and empty == b""
+        assert chunks == [b'{"event":"chunk","content":"%s","done":false}' % c for c in CHUNKS]
+        assert json.loads(done)["message"] == {"role": "assistant", "content": "a?!b"}
+    elif fmt == "json":
+        assert b'\n    "content": "a?!b"\n' in out
+        assert json.loads(out)["message"] == {"role": "assistant", "content": "a?!b"}
+    elif fmt == "openai":
+        records = out.split(b"\n\n")
+        assert records[-2:] == [b"data: [DONE]", b""]
+        objs = [json.loads(r.removeprefix(b"data: ")) for r in records[:-2]]
+        contents = [o["choices"][0]["delta"].get("content") for o in objs if o["choices"]]
+        assert contents == ["a", "?!", "b", None]  # the last: the finish chunk
+        assert b'"delta":{"content":"?!"}' in out
+    else:  # raw: the upstream's bytes, where the surrogate is still an ASCII escape
+        assert LONE_SURROGATE in out
 
 
 def test_no_stream_with_an_idle_timeout(fake_server: FakeOpenRouter) -> None:

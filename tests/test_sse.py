@@ -443,7 +443,6 @@ def test_event_defaults() -> None:
         event.data = "x"  # type: ignore[misc]
 
 
-@pytest.mark.timeout(5)
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"])
 def test_8_mib_data_line_in_64_kib_chunks(line_end: bytes) -> None:
     payload = b'{"b64":"' + b"A" * (8 * 1024 * 1024) + b'"}'
@@ -456,7 +455,6 @@ def test_8_mib_data_line_in_64_kib_chunks(line_end: bytes) -> None:
     assert decoder.comments == 1
 
 
-@pytest.mark.timeout(5)
 def test_8_mib_event_of_many_data_lines_in_64_kib_chunks() -> None:
     lines = [b"data: " + b"%07d" % i for i in range(600_000)]
     body = b"\n".join(lines) + b"\n\n"
@@ -466,7 +464,6 @@ def test_8_mib_event_of_many_data_lines_in_64_kib_chunks() -> None:
     assert events[0].data == "\n".join(f"{i:07d}" for i in range(600_000))
 
 
-@pytest.mark.timeout(5)
 def test_64_kib_line_in_one_byte_chunks() -> None:
     body = b"data: " + b"x" * 65536 + b"\n\n"
     events, _ = decode(body[i : i + 1] for i in range(len(body)))

@@ -12,6 +12,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -566,16 +567,44 @@ def test_spinner_draws_and_erases_without_escape_sequences() -> None:
     assert Screen(80).feed(log).text().strip() == "note"  # nothing left after stop
 
 
+class TickCountingLock:
+    """Stands in for ``Spinner.lock``: the spinner's thread takes the lock once per tick, so the
+    number of times it was released counts the ticks the thread has finished (a test that does
+    not use the lock itself sees only those)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._cond = threading.Condition()
+        self.released = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        with self._cond:
+            self.released += 1
+            self._cond.notify_all()
+
+    def wait_ticks(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until ``count`` more ticks have finished."""
+        with self._cond:
+            target = self.released + count
+            assert self._cond.wait_for(lambda: self.released >= target, timeout), "no ticks"
+
+
 def test_spinner_waits_for_a_fresh_line_and_for_enabled() -> None:
     err = FakeTTYText()
     spinner = Spinner(err, color=True, interval=0.005, delay=0)
+    ticks = TickCountingLock()
+    spinner.lock = ticks  # type: ignore[assignment]
     spinner.at_line_start = False
     spinner.start()
-    time.sleep(0.05)
+    ticks.wait_ticks(3)  # the thread has looked three times: not at the start of a line
     assert err.getvalue() == ""
     spinner.enabled = False
     spinner.at_line_start = True
-    time.sleep(0.05)
+    ticks.wait_ticks(3)  # and three more (at least two after the change): not enabled
     assert err.getvalue() == ""
     spinner.enabled = True
     wait_for(lambda: "\x1b[2m" in err.getvalue())  # dimmed when colour is on
@@ -600,10 +629,13 @@ def test_for_terminal_spins_until_the_first_token() -> None:
     wait_for(lambda: bool(FRAME.search(err.getvalue())))
     renderer.deltas(b"", [Reasoning("hidden")])
     wait_for(lambda: "thinking" in err.getvalue())
+    spinner = renderer.spinner
     renderer.deltas(b"", [Chunk("Hello")])
     assert renderer.spinner is None  # stopped: the answer is on the screen
     settled = err.getvalue()
-    time.sleep(0.05)
+    # Its thread has ended (``stop`` joins it), so nothing can be drawn after the answer.
+    assert spinner._thread is not None
+    wait_for(lambda: not spinner._thread.is_alive())
     assert err.getvalue() == settled
     renderer.finish(DONE)
     assert Screen(80).feed(err.getvalue()).text() == ""
@@ -720,10 +752,18 @@ def test_rich_is_imported_only_for_markdown() -> None:
         "print(sorted(m for m in ('rich', 'rich.markdown', 'pygments') if m in sys.modules))\n"
     )
     plain = subprocess.run(
-        [sys.executable, "-c", code.format(md=False)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code.format(md=False)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert plain.stdout.strip() == "[]"
     md = subprocess.run(
-        [sys.executable, "-c", code.format(md=True)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code.format(md=True)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert md.stdout.strip() == "['pygments', 'rich', 'rich.markdown']"
