@@ -108,16 +108,30 @@ def _pair_params(args: list[str]) -> list[str]:
     return out
 
 
-app = typer.Typer(
-    cls=RillGroup,
-    name="rill",
-    help="Stream LLM completions from OpenRouter or any OpenAI-compatible server.",
-    epilog=SUBCOMMAND_HELP,
-    no_args_is_help=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        cls=RillGroup,
+        name="rill",
+        help="Stream LLM completions from OpenRouter or any OpenAI-compatible server.",
+        epilog=SUBCOMMAND_HELP,
+        no_args_is_help=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+#: The whole command line: every subcommand (completion, help, tests and the man page use it).
+app = _new_app()
+#: Only the prompt command: a plain `rill "prompt"` skips building every subcommand's options
+#: (~9 ms of each call's start-up, bench/run.py).
+prompt_app = _new_app()
+
+
+@prompt_app.callback()
+def _as_group() -> None:
+    """Keeps prompt_app a group (typer collapses a one-command app), so RillGroup's routing and
+    error handling apply to it exactly as to the whole app."""
 
 
 def err(message: str, secret: str | None = None) -> None:
@@ -148,11 +162,6 @@ def _read_stdin(words: list[str]) -> str | None:
     return data.decode("utf-8", errors="replace") if data else None
 
 
-@app.command(
-    "ask",
-    help="Send PROMPT (words, and stdin when it is not a terminal) and stream the answer.",
-    epilog=SUBCOMMAND_HELP,
-)
 def ask(
     ctx: typer.Context,
     prompt: Annotated[
@@ -280,6 +289,14 @@ def ask(
     raise typer.Exit(run_prompt(args))
 
 
+for _target in (app, prompt_app):
+    _target.command(
+        "ask",
+        help="Send PROMPT (words, and stdin when it is not a terminal) and stream the answer.",
+        epilog=SUBCOMMAND_HELP,
+    )(ask)
+
+
 def _register_subcommands() -> None:
     from rill.commands import batch, config, history, models, templates
 
@@ -293,11 +310,22 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+def _subcommand_names() -> set[str]:
+    names = {info.name for info in app.registered_commands if isinstance(info.name, str)}
+    for group in app.registered_groups:
+        name = group.typer_instance.info.name if group.typer_instance else None
+        if isinstance(name, str):
+            names.add(name)
+    return names
+
+
 def main() -> None:
     """Entry point of the ``rill`` command and ``python -m rill``."""
     debug = "--debug" in sys.argv or bool(os.environ.get("RILL_DEBUG"))
+    first = sys.argv[1] if len(sys.argv) > 1 else None
+    whole = first in _subcommand_names() or first in GROUP_OPTIONS or "_RILL_COMPLETE" in os.environ
     try:
-        app(prog_name="rill")
+        (app if whole else prompt_app)(prog_name="rill")
     except RillError as exc:
         err(exc.message)
         sys.exit(int(exc.exit_code))
