@@ -580,3 +580,21 @@ def test_no_input_on_a_terminal_is_a_usage_error(monkeypatch: pytest.MonkeyPatch
     assert read_input("-", Tty(b"x")) == b"x"
     with pytest.raises(UsageError, match="cannot read"):
         read_input(os.devnull + "/nope", None)
+
+
+def test_an_item_may_not_override_reserved_request_fields(
+    fake_server: FakeOpenRouter, tmp_path: Path
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text(
+        json.dumps({"id": "bad", "prompt": "x", "options": {"stream": False}})
+        + "\n"
+        + json.dumps({"id": "good", "prompt": "y"})
+        + "\n"
+    )
+    result = run(["batch", str(items), "--base-url", fake_server.url, "-m", "fake/echo"])
+    lines = {line["id"]: line for line in map(json.loads, result.stdout.splitlines())}
+    assert result.returncode == 2
+    assert lines["bad"]["exit_code"] == 2 and "stream" in lines["bad"]["message"]
+    assert lines["good"]["message"]["content"] == "y"
+    assert [r.body["messages"][-1]["content"] for r in fake_server.chat_requests] == ["y"]

@@ -236,7 +236,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]]]:
     """(request, messages this new chat starts with). The item's fields win over the defaults."""
-    from rill.prompting import apply_template, build_messages
+    from rill.prompting import apply_template, build_messages, check_extra
 
     system = item.system if item.system is not None else d.system
     if item.messages is not None:
@@ -261,6 +261,7 @@ def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]
         reasoning_effort=d.reasoning_effort,
         extra=_merge(d.options, item.options),
     )
+    check_extra(request.extra)  # an item may not override model, messages or stream
     return request, messages
 
 

@@ -65,13 +65,6 @@ class Outcome:
     error: RillError | None = None
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def message(self) -> str | None:
-        """The one line for stderr, if the run did not simply complete."""
-        if self.error is None:
-            return None
-        return self.error.message
-
 
 _SIGNAL_EXIT = {
     signal.SIGTERM: ("SIGTERM", ExitCode.TERMINATED),
