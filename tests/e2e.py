@@ -40,6 +40,23 @@ def run(
     )
 
 
+def closed_stdout(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run rill with a stdout whose reader has already gone (a `| head` that has exited)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [*RILL, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
 def spawn(args: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
     """Start rill with piped stdout/stderr (read them with ``read_until`` / ``finish``)."""
     proc = subprocess.Popen(

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from rill.cli import app
 from rill.history import ExchangeStart, HistoryStore
-from tests.e2e import RILL, stop
+from tests.e2e import RILL, closed_stdout, stop
 from tests.fakeserver import FakeOpenRouter, Scenario
 from tests.test_history import dead_run, snapshot
 
@@ -300,23 +300,6 @@ def test_completing_a_chat_id_writes_nothing(rill_env: Path) -> None:
     before = snapshot(rill_env)
     assert complete_chat(chat_id[:3]) == [chat_id]
     assert snapshot(rill_env) == before
-
-
-def closed_stdout(*args: str) -> subprocess.CompletedProcess[bytes]:
-    """Run rill with a stdout whose reader has already gone (a `| head` that has exited)."""
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        return subprocess.run(
-            [*RILL, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=write,
-            stderr=subprocess.PIPE,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -22,7 +21,7 @@ from typer.testing import CliRunner, Result
 
 from rill.cli import app
 from rill.models import format_price, model_row, parse_models, per_million, read_cache
-from tests.e2e import RILL
+from tests.e2e import closed_stdout
 from tests.fakeserver import FakeOpenRouter
 
 OPENROUTER = "https://openrouter.ai/api/v1"
@@ -104,19 +103,7 @@ def test_search_without_hits_exits_0_quietly(fake_server: Any) -> None:
 
 @pytest.mark.parametrize("extra", [[], ["--json"]])
 def test_a_closed_stdout_ends_quietly_with_141(fake_server: Any, extra: list[str]) -> None:
-    read, write = os.pipe()
-    os.close(read)  # like `rill models | head` once head has exited
-    try:
-        done = subprocess.run(
-            [*RILL, "models", "--base-url", fake_server.url, *extra],
-            stdin=subprocess.DEVNULL,
-            stdout=write,
-            stderr=subprocess.PIPE,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write)
+    done = closed_stdout("models", "--base-url", fake_server.url, *extra)  # `rill models | head`
     assert (done.returncode, done.stderr.decode()) == (141, "")
 
 
