@@ -74,41 +74,36 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def chunk_event(content: str, finish: str | None = None) -> bytes:
-    """One ``data: {chat.completion.chunk}\\n\\n`` event, as OpenRouter writes it."""
+def _event(choices: list[dict[str, object]], **tail: object) -> bytes:
+    """One ``data: {chat.completion.chunk}\\n\\n`` event, keys in OpenRouter's order."""
     obj = {
         "id": GEN_ID,
         "provider": "OpenAI",
         "model": "openai/gpt-4o",
         "object": "chat.completion.chunk",
         "created": 1754441342,
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"role": "assistant", "content": content},
-                "finish_reason": finish,
-                "native_finish_reason": finish,
-                "logprobs": None,
-            }
-        ],
-        "system_fingerprint": "fp_07871e2ad8",
+        "choices": choices,
+        **tail,
     }
     return b"data: " + _dumps(obj).encode() + b"\n\n"
+
+
+def chunk_event(content: str, finish: str | None = None) -> bytes:
+    """A content delta (or the finish chunk), as OpenRouter writes it."""
+    choice = {
+        "index": 0,
+        "delta": {"role": "assistant", "content": content},
+        "finish_reason": finish,
+        "native_finish_reason": finish,
+        "logprobs": None,
+    }
+    return _event([choice], system_fingerprint="fp_07871e2ad8")
 
 
 def usage_event(completion_tokens: int) -> bytes:
     usage = dict(USAGE, completion_tokens=completion_tokens)
     usage["total_tokens"] = usage["prompt_tokens"] + completion_tokens
-    obj = {
-        "id": GEN_ID,
-        "provider": "OpenAI",
-        "model": "openai/gpt-4o",
-        "object": "chat.completion.chunk",
-        "created": 1754441342,
-        "choices": [],
-        "usage": usage,
-    }
-    return b"data: " + _dumps(obj).encode() + b"\n\n"
+    return _event([], usage=usage)
 
 
 def frame(event: bytes) -> bytes:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import json
 import random
 import sys
 import time
@@ -31,6 +30,9 @@ except ImportError:  # running from a checkout without an installed package
 from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder as HttpxLineDecoder
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import chunk_event, usage_event  # noqa: E402 - bench/ holds the event builders
+
 READ_SIZE = 64 * 1024
 WORDS = ["the", " model", " answer", "Peb", "ble", " is", ",", " naïve", " 😀", "\n\n", " 42", "."]
 
@@ -41,31 +43,9 @@ def openrouter_events(count: int, seed: int = 1) -> list[bytes]:
     """Keep-alives, ``count`` chunk events shaped like OpenRouter's, a usage chunk, [DONE]."""
     rng = random.Random(seed)
     events = [b": OPENROUTER PROCESSING\n\n", b": OPENROUTER PROCESSING\n\n"]
-    gen_id = "gen-1754441342-hIkMo7SMi0ZecQw3oR4d"
     for _ in range(count - 2):
-        content = "".join(rng.choices(WORDS, k=rng.randint(1, 4)))
-        chunk = {
-            "id": gen_id,
-            "provider": "OpenAI",
-            "model": "openai/gpt-4o",
-            "object": "chat.completion.chunk",
-            "created": 1754441342,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": content},
-                    "finish_reason": None,
-                    "native_finish_reason": None,
-                    "logprobs": None,
-                }
-            ],
-            "system_fingerprint": "fp_07871e2ad8",
-        }
-        payload = json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
-        events.append(f"data: {payload}\n\n".encode())
-    usage = {"prompt_tokens": 17, "completion_tokens": count, "total_tokens": count + 17}
-    events.append(b'data: {"id":"' + gen_id.encode() + b'","choices":[],"usage":')
-    events[-1] += json.dumps(usage).encode() + b"}\n\n"
+        events.append(chunk_event("".join(rng.choices(WORDS, k=rng.randint(1, 4)))))
+    events.append(usage_event(count))
     events.append(b"data: [DONE]\n\n")
     return events
 
