@@ -1,0 +1,166 @@
+"""Reading a chunked body past h11 (``rill.client.reads``): same bytes, same errors, fewer reads.
+
+A raw socket server sends exact bytes, framing faults included, over real loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from rill.client import _direct_body, make_http_client, reads
+from rill.errors import StreamError, TimeoutError_
+from rill.settings import Settings, resolve_paths
+
+CHUNKED_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def frame(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+class RawServer:
+    """Answers one connection with ``pieces`` (bytes, or a float: sleep that long), ends its side,
+    then waits for the client to close; ``closed`` is set when it does."""
+
+    def __init__(self, pieces: list[bytes | float]) -> None:
+        self.pieces = pieces
+        self.closed = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            for piece in self.pieces:
+                if isinstance(piece, float):
+                    time.sleep(piece)
+                else:
+                    conn.sendall(piece)
+            conn.shutdown(socket.SHUT_WR)
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+            self.closed.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(10)
+
+
+@contextmanager
+def response_from(pieces: list[bytes | float], idle: float = 5.0) -> Iterator[httpx.Response]:
+    server = RawServer(pieces)
+    settings = Settings(
+        base_url=server.url, model="m/x", api_key="", paths=resolve_paths({}), timeout=idle
+    )
+    try:
+        with (
+            make_http_client(settings) as http,
+            http.stream("POST", server.url + "/chat/completions", content=b"{}") as response,
+        ):
+            yield response
+    finally:
+        server.close()
+
+
+def test_chunked_body_is_read_past_h11_a_network_read_at_a_time() -> None:
+    payloads = [b'data: {"n":%d}\n\n' % i for i in range(3000)]
+    body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
+    with response_from([CHUNKED_HEAD + body]) as response:
+        assert _direct_body(response) is not None  # the versions in use allow it
+        got = list(reads(response, 5.0))
+    assert b"".join(got) == b"".join(payloads)
+    assert len(got) < len(payloads) / 10  # whole reads, not one piece per HTTP chunk
+
+
+def test_bytes_h11_buffered_with_the_headers_are_not_lost() -> None:
+    # Headers and the first chunks in one segment: h11 holds those chunks when httpx returns.
+    first = frame(b"data: 1\n\n") + frame(b"data: 2\n\n")
+    with response_from([CHUNKED_HEAD + first, 0.05, frame(b"data: 3\n\n") + b"0\r\n\r\n"]) as r:
+        assert b"".join(reads(r, 5.0)) == b"data: 1\n\ndata: 2\n\ndata: 3\n\n"
+
+
+def test_the_connection_is_closed_not_pooled_after_a_direct_read() -> None:
+    server = RawServer([CHUNKED_HEAD + frame(b"data: x\n\n") + b"0\r\n\r\n"])
+    settings = Settings(base_url=server.url, model="m/x", api_key="", paths=resolve_paths({}))
+    try:
+        with make_http_client(settings) as http:
+            with http.stream("POST", server.url + "/chat/completions", content=b"{}") as response:
+                assert b"".join(reads(response, 5.0)) == b"data: x\n\n"
+            assert server.closed.wait(5), "h11 never saw the body end: the socket must close"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n",
+    ],
+    ids=["content-length", "compressed"],
+)
+def test_other_bodies_take_httpx_own_path(head: bytes) -> None:
+    body = b"data: x\n\n" if b"Length" in head else frame(b"not gzip") + b"0\r\n\r\n"
+    with response_from([head + body]) as response:
+        assert _direct_body(response) is None
+        if b"Length" in head:
+            assert b"".join(reads(response, 5.0)) == b"data: x\n\n"
+
+
+def test_a_transport_without_h11_takes_httpx_own_path() -> None:
+    def handler(_req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=iter([b"data: a\n\n", b"data: b\n\n"]))
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        http.stream("POST", "http://x/chat/completions") as response,
+    ):
+        assert _direct_body(response) is None
+        assert b"".join(reads(response, 5.0)) == b"data: a\n\ndata: b\n\n"
+
+
+FAULTS: dict[str, list[bytes | float]] = {
+    "bad chunk size": [CHUNKED_HEAD + frame(b"data: kept\n\n") + b"zz\r\nxx\r\n"],
+    "bad chunk footer": [CHUNKED_HEAD + frame(b"data: kept\n\n") + b"2\r\nabXX"],
+    "closed inside a chunk": [CHUNKED_HEAD + frame(b"data: kept\n\n") + b"20\r\npart"],
+    "closed between chunks": [CHUNKED_HEAD + frame(b"data: kept\n\n"), 0.05],
+}
+
+
+@pytest.mark.parametrize("pieces", FAULTS.values(), ids=FAULTS.keys())
+def test_framing_faults_keep_what_came_before_and_report_truncation(
+    pieces: list[bytes | float],
+) -> None:
+    got: list[bytes] = []
+    with response_from(pieces) as response, pytest.raises(StreamError) as info:
+        got.extend(reads(response, 5.0))
+    assert b"".join(got).startswith(b"data: kept\n\n")
+    assert info.value.code == "truncated"
+
+
+def test_a_silent_stream_hits_the_idle_timeout() -> None:
+    with response_from([CHUNKED_HEAD + frame(b"data: 1\n\n"), 1.5], idle=0.3) as response:
+        got: list[bytes] = []
+        started = time.monotonic()
+        with pytest.raises(TimeoutError_, match="idle timeout"):
+            got.extend(reads(response, 0.3))
+        assert time.monotonic() - started < 1.2
+    assert got == [b"data: 1\n\n"]
