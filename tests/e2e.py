@@ -16,9 +16,12 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
-_EXE = shutil.which("rill")
+# The rill installed beside this Python (the venv's), else the one on PATH, else the module.
+_BESIDE = Path(sys.executable).with_name("rill")
+_EXE = str(_BESIDE) if _BESIDE.exists() else shutil.which("rill")
 RILL: list[str] = [_EXE] if _EXE else [sys.executable, "-m", "rill"]
 
 #: Processes started by ``spawn`` during the current test (see ``reap_spawned``).

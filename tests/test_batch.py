@@ -160,8 +160,8 @@ def test_sigkill_then_rerun_sends_only_the_missing_items(
 ) -> None:
     fake_server.default_scenario = Scenario(content=["a", "b", "c"], chunk_delay=0.05)
     out = tmp_path / "out.jsonl"
-    args = [*RILL, "batch", infile(items(30)), "-j", "3", "-o", str(out)]
-    proc = subprocess_spawn([*args, "--base-url", fake_server.url, "--no-history"])
+    args = ["batch", infile(items(30)), "-j", "3", "-o", str(out)]
+    proc = subprocess_spawn([*RILL, *args, "--base-url", fake_server.url, "--no-history"])
     try:
         wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 6, 20, "6 lines")
     finally:
@@ -172,7 +172,7 @@ def test_sigkill_then_rerun_sends_only_the_missing_items(
 
     fake_server.reset()
     fake_server.default_scenario = Scenario(content=["ok"])
-    done = run([*args[1:], "--base-url", fake_server.url, "--no-history"], timeout=30)
+    done = run([*args, "--base-url", fake_server.url, "--no-history"], timeout=30)
     assert done.returncode == 0, done.stderr
     sent = sorted(prompts(fake_server))
     missing = sorted(f"item {i}" for i in range(1, 31) if json.dumps(i) not in first)
