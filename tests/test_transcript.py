@@ -245,3 +245,14 @@ def test_non_streaming_error_variant() -> None:
             }
         )
     assert t.content == "par"
+
+
+def test_content_given_as_parts_or_as_a_non_string() -> None:
+    t = Transcript()
+    parts = [{"type": "text", "text": "Hel"}, {"type": "image_url"}, {"type": "text", "text": "lo"}]
+    assert t.add_chunk(chunk({"content": parts})) == [Chunk("Hello")]
+    for odd in (12, True, {"a": 1}, ["x"], [{"type": "text", "text": 5}]):
+        assert t.add_chunk(chunk({"content": odd})) == []
+    assert t.content == "Hello"
+    completion = {"choices": [{"message": {"content": [{"type": "text", "text": "whole"}]}}]}
+    assert Transcript().add_completion(completion) == [Chunk("whole")]

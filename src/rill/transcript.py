@@ -137,6 +137,8 @@ class Transcript:
             if details:
                 self._add_reasoning_details(details)
             content = delta.get("content")
+            if content and type(content) is not str:
+                content = _text_parts(content)
             if content:
                 parts = self.content_parts
                 parts.append(content)
@@ -174,7 +176,9 @@ class Transcript:
         if message.get("reasoning_details"):
             self._add_reasoning_details(message["reasoning_details"])
         content = message.get("content")
-        if content and isinstance(content, str):
+        if content and not isinstance(content, str):
+            content = _text_parts(content)
+        if content:
             self.content_parts.append(content)
             out.append(Chunk(content))
         calls = message.get("tool_calls")
@@ -259,6 +263,18 @@ class Transcript:
         if frag_id and call.id and frag_id != call.id:
             return True
         return bool(name and call.name and call.arguments_complete())
+
+
+def _text_parts(content: Any) -> str:
+    """The text of a content given as a list of parts (``[{"type": "text", "text": ...}]``, as
+    some servers send); anything else that is not a string carries no text."""
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        part["text"]
+        for part in content
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    )
 
 
 def normalize_usage(raw: dict[str, Any] | None) -> dict[str, Any] | None:
