@@ -256,8 +256,18 @@ def _decode_read(events: list[ServerSentEvent], transcript: Transcript, out: lis
     """Fold one read's events into the transcript, appending their deltas to ``out``."""
     loads = json.loads
     add_chunk = transcript.add_chunk
+    template = transcript.template
+    known = template.content
+    add_content = transcript.add_content
+    template.seen += len(events)
     for event in events:
         data = event.data
+        if event.event == "message":
+            content = known(data)
+            if content is not None:
+                if content:
+                    out.append(add_content(content))
+                continue
         if data == "[DONE]":
             transcript.done = True
             return
@@ -281,6 +291,7 @@ def _decode_read(events: list[ServerSentEvent], transcript: Transcript, out: lis
                     status=200,
                     code="bad_chunk",
                 ) from None
+            template.learn(data, obj)
 
 
 def _raise_legacy_error(data: str, transcript: Transcript) -> None:
