@@ -116,9 +116,7 @@ class SSEDecoder:
             end = chunk.rfind(_LF) + 1
             self._parts.append(chunk[end:])
             chunk = chunk[:end]
-        # Complete lines only, so no character is cut; an LF byte is never part of a multi-byte
-        # sequence, so decoding them together equals decoding them one by one.
-        return self._decode(chunk.decode("utf-8", "replace"))
+        return self._decode(chunk)
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: finish the last line and dispatch a pending event (see module notes)."""
@@ -149,29 +147,37 @@ class SSEDecoder:
         self._at_start = False
         return head[len(_BOM) :] if head.startswith(_BOM) else head
 
-    def _decode(self, text: str) -> list[ServerSentEvent]:
-        """Interpret ``text``: complete lines, each ended by an LF."""
+    def _decode(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Interpret ``chunk``: complete lines, each ended by an LF.
+
+        Lines are decoded from UTF-8 one block at a time, never cut inside a character: an LF
+        byte is never part of a multi-byte sequence, so decoding the pieces between LFs equals
+        decoding the whole. Small pieces also keep memory flat: a whole 64 KiB read with one
+        emoji in it would be a 256 KiB str.
+        """
         events: list[ServerSentEvent] = []
         # Each block is a run of lines ended by an empty line: "B\n\n" is B's lines, then "".
-        blocks = text.split("\n\n")
-        tail = blocks.pop()  # complete lines after the last empty one, or ""
+        blocks = chunk.split(b"\n\n")
+        tail = blocks.pop()  # complete lines after the last empty one, or b""
         if blocks:
             rest = iter(blocks)
             if self._data or self._event or self._event_retry is not None:
                 # The first block continues an event begun in an earlier chunk.
-                self._block(next(rest), events)
+                self._block(next(rest).decode("utf-8", "replace"), events)
             last_id = self.last_event_id
             for block in rest:
-                if block[:5] == "data:" and "\n" not in block:
+                if block[:5] == b"data:" and _LF not in block:
                     # Fast path: the block is one data line. The buffers are empty here (the
                     # previous block ended with a dispatch), so this is the whole event.
-                    value = block[6:] if block[5:6] == " " else block[5:]
-                    events.append(ServerSentEvent("message", value, last_id))
+                    value = block[6:] if block[5:6] == b" " else block[5:]
+                    events.append(
+                        ServerSentEvent("message", value.decode("utf-8", "replace"), last_id)
+                    )
                 else:
-                    self._block(block, events)
+                    self._block(block.decode("utf-8", "replace"), events)
                     last_id = self.last_event_id
         if tail:
-            for line in tail[:-1].split("\n"):
+            for line in tail[:-1].decode("utf-8", "replace").split("\n"):
                 self._line(line, events)
         return events
 
