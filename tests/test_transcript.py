@@ -256,3 +256,18 @@ def test_content_given_as_parts_or_as_a_non_string() -> None:
     assert t.content == "Hello"
     completion = {"choices": [{"message": {"content": [{"type": "text", "text": "whole"}]}}]}
     assert Transcript().add_completion(completion) == [Chunk("whole")]
+
+
+def test_long_answers_are_kept_exactly_while_read_along_the_way() -> None:
+    t = Transcript()
+    assert t.content == "" and not t.has_output
+    pieces = [
+        ["a", "é", "😀", "\ud800", "\udfff", "\ud83d", "\ude00", "\n"][i % 8] for i in range(5000)
+    ]
+    for i, piece in enumerate(pieces):
+        assert t.add_content(piece) == Chunk(piece)
+        if i in (0, 1023, 1024, 3000):  # reads between packs see everything so far
+            assert t.content == "".join(pieces[: i + 1])
+    assert t.has_output
+    assert t.content == "".join(pieces)
+    assert t.message()["content"] == "".join(pieces)

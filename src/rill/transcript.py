@@ -42,7 +42,12 @@ class _ToolCallState:
 
 class Transcript:
     def __init__(self) -> None:
-        self.content_parts: list[str] = []
+        # The content so far: older pieces as UTF-8 in _packed, the latest ones in _pieces. A long
+        # answer is thus a quarter of its size as a str (one emoji makes a str 4 bytes a
+        # character), and never copied as it grows.
+        self._packed = bytearray()
+        self._pieces: list[str] = []
+        self._content: str | None = ""  # the last join, until more content comes
         self.reasoning_parts: list[str] = []
         self.reasoning_details: list[dict[str, Any]] = []
         self._calls: list[_ToolCallState] = []
@@ -61,10 +66,11 @@ class Transcript:
 
     @property
     def content(self) -> str:
-        parts = self.content_parts
-        if len(parts) > 1:  # keep joins cheap when read repeatedly
-            parts[:] = ["".join(parts)]
-        return parts[0] if parts else ""
+        if self._content is None:
+            self._pack()
+            # surrogatepass: lone surrogates (JSON allows "\ud800") come back as they went in.
+            self._content = self._packed.decode("utf-8", "surrogatepass")
+        return self._content
 
     @property
     def reasoning(self) -> str:
@@ -72,7 +78,7 @@ class Transcript:
 
     @property
     def has_output(self) -> bool:
-        return bool(self.content_parts or self.reasoning_parts or self._calls)
+        return bool(self._packed or self._pieces or self.reasoning_parts or self._calls)
 
     def tool_calls(self) -> list[dict[str, Any]]:
         calls = []
@@ -157,11 +163,16 @@ class Transcript:
 
     def add_content(self, content: str) -> Chunk:
         """Fold a piece of content (what a content-only chunk carries)."""
-        parts = self.content_parts
-        parts.append(content)
-        if len(parts) > 4096:  # one string, not 100,000 tiny ones, for long answers
-            parts[:] = ["".join(parts)]
+        pieces = self._pieces
+        pieces.append(content)
+        self._content = None
+        if len(pieces) >= 1024:
+            self._pack()
         return Chunk(content)
+
+    def _pack(self) -> None:
+        self._packed += "".join(self._pieces).encode("utf-8", "surrogatepass")
+        self._pieces.clear()
 
     def add_completion(self, obj: dict[str, Any]) -> list[Delta]:
         """Fold a whole non-streaming ``chat.completion`` object."""
@@ -186,8 +197,7 @@ class Transcript:
         if content and not isinstance(content, str):
             content = _text_parts(content)
         if content:
-            self.content_parts.append(content)
-            out.append(Chunk(content))
+            out.append(self.add_content(content))
         calls = message.get("tool_calls")
         if calls:
             indexed = [{**call, "index": i} for i, call in enumerate(calls)]
