@@ -339,3 +339,55 @@ def test_fast_chunk_encoding_matches_json_dumps(fmt: str) -> None:
     for d in deltas:
         reference._write([reference.encode(d.NAME, d.as_dict())])  # type: ignore[attr-defined]
     assert fast.getvalue() == slow.getvalue()
+
+
+# -- the terminal event's JSON, written in pieces ---------------------------------------------
+
+
+def _written(obj: Any, dumps: Any, monkeypatch: pytest.MonkeyPatch, limit: int) -> bytes:
+    import io
+
+    from rill import render
+
+    monkeypatch.setattr(render, "LONG_STRING", limit)
+    out = io.BytesIO()
+    render.write_json(out, obj, dumps, head="event: done\ndata: ", tail="\n\n")
+    return out.getvalue()
+
+
+LONG_VALUES = [
+    "plain words " * 50,
+    'quotes " and \\ backslashes \\" ' * 30,
+    "controls \x00\x01\n\r\t\x1f " * 40,
+    "naïve 日本語 😀 " * 40,
+    "lone \ud800 and \udfff surrogates, a split pair \ud83d\ude00 " * 30,
+]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 64, 10_000])
+def test_write_json_equals_dumps_for_long_strings(
+    limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rill.render import _dumps, _dumps_indented
+
+    obj = {
+        "event": "done",
+        "message": {"role": "assistant", "content": LONG_VALUES[4], "reasoning": LONG_VALUES[1]},
+        "calls": [{"arguments": v} for v in LONG_VALUES],
+        "short": "ok",
+        "n": 1.5,
+        "none": None,
+    }
+    for dumps in (_dumps, _dumps_indented):
+        expected = ("event: done\ndata: " + dumps(obj) + "\n\n").encode("utf-8", "replace")
+        assert _written(obj, dumps, monkeypatch, limit) == expected
+
+
+def test_write_json_falls_back_when_a_placeholder_text_is_in_the_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rill.render import _SLOT, _dumps
+
+    obj = {"b": _SLOT % 0, "a": "x" * 100}  # "b" holds the text of the placeholder for "a"
+    expected = ("event: done\ndata: " + _dumps(obj) + "\n\n").encode()
+    assert _written(obj, _dumps, monkeypatch, 50) == expected  # only "a" is long

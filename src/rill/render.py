@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, BinaryIO, Protocol
 
@@ -87,6 +88,55 @@ _encode_str: Any = (
 )
 
 
+def _dumps_indented(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=2)
+
+
+#: Strings longer than this (in characters) are written by ``write_json`` in slices this long.
+LONG_STRING = 1 << 16
+_SLOT = "\x00rill-long-string-%d\x00"
+
+
+def write_json(
+    out: BinaryIO, obj: Any, dumps: Callable[[Any], str], *, head: str = "", tail: str = ""
+) -> None:
+    """Write ``head + dumps(obj) + tail`` as UTF-8, without holding the JSON of a long string.
+
+    The last event of a run holds the whole answer. As one JSON text it would cost the answer
+    twice over while being built and once more while encoded (four bytes a character once it
+    holds an emoji). Instead, long strings are swapped for placeholders, the rest is dumped as
+    usual, and each long string is written between its quotes in slices, each escaped by
+    json's own string encoder: escaping is per character, so the bytes are the same.
+    ``dumps`` must escape strings as ``ensure_ascii=False`` does.
+    """
+    long: list[str] = []
+
+    def swap(value: Any) -> Any:
+        if type(value) is str and len(value) > LONG_STRING:
+            long.append(value)
+            return _SLOT % (len(long) - 1)
+        if type(value) is dict:
+            return {k: swap(v) for k, v in value.items()}
+        if type(value) is list:
+            return [swap(v) for v in value]
+        return value
+
+    text = dumps(swap(obj))
+    slots = [_encode_str(_SLOT % i) for i in range(len(long))]
+    if any(text.count(slot) != 1 for slot in slots):  # a placeholder's text occurs elsewhere
+        text, slots, long = dumps(obj), [], []
+    write = out.write
+    rest = head + text
+    for slot, value in zip(slots, long, strict=True):
+        before, _, rest = rest.partition(slot)
+        write(before.encode("utf-8", "replace") + b'"')
+        for start in range(0, len(value), LONG_STRING):
+            write(_encode_str(value[start : start + LONG_STRING])[1:-1].encode("utf-8", "replace"))
+        write(b'"')
+    write((rest + tail).encode("utf-8", "replace"))
+    out.flush()
+
+
 class _EventStreamRenderer:
     """Shared by ``sse`` and ``jsonl``: one encoded record per event, one write per read."""
 
@@ -97,8 +147,13 @@ class _EventStreamRenderer:
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
 
-    def encode(self, name: str, data: dict[str, Any]) -> str:
+    def record(self, name: str, data: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+        """One event: the framing before its JSON object, the object, the framing after."""
         raise NotImplementedError
+
+    def encode(self, name: str, data: dict[str, Any]) -> str:
+        head, obj, tail = self.record(name, data)
+        return f"{head}{_dumps(obj)}{tail}"
 
     def _delta(self, d: Delta) -> str:
         if isinstance(d, Chunk):
@@ -121,23 +176,24 @@ class _EventStreamRenderer:
         self._write([self._delta(d) for d in deltas])
 
     def finish(self, event: Terminal) -> None:
-        self._write([self.encode(event.NAME, event.as_dict())])
+        head, obj, tail = self.record(event.NAME, event.as_dict())
+        write_json(self.out, obj, _dumps, head=head, tail=tail)
 
 
 class SSERenderer(_EventStreamRenderer):
     chunk_frame = ('event: chunk\ndata: {"content":', ',"done":false}\n\n')
     reasoning_frame = ('event: reasoning\ndata: {"content":', "}\n\n")
 
-    def encode(self, name: str, data: dict[str, Any]) -> str:
-        return f"event: {name}\ndata: {_dumps(data)}\n\n"
+    def record(self, name: str, data: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+        return f"event: {name}\ndata: ", data, "\n\n"
 
 
 class JSONLRenderer(_EventStreamRenderer):
     chunk_frame = ('{"event":"chunk","content":', ',"done":false}\n')
     reasoning_frame = ('{"event":"reasoning","content":', "}\n")
 
-    def encode(self, name: str, data: dict[str, Any]) -> str:
-        return _dumps({"event": name, **data}) + "\n"
+    def record(self, name: str, data: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+        return "", {"event": name, **data}, "\n"
 
 
 class JSONRenderer:
@@ -153,9 +209,7 @@ class JSONRenderer:
         pass
 
     def finish(self, event: Terminal) -> None:
-        text = json.dumps(event.as_dict(), ensure_ascii=False, indent=2) + "\n"
-        self.out.write(text.encode("utf-8", "replace"))
-        self.out.flush()
+        write_json(self.out, event.as_dict(), _dumps_indented, tail="\n")
 
 
 class OpenAIRenderer:
