@@ -5,11 +5,15 @@ A raw socket server sends exact bytes, framing faults included, over real loopba
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,8 +35,9 @@ class RawServer:
     """Answers one connection with ``pieces`` (bytes, or a float: sleep that long), ends its side,
     then waits for the client to close; ``closed`` is set when it does."""
 
-    def __init__(self, pieces: list[bytes | float]) -> None:
+    def __init__(self, pieces: list[bytes | float], tls: ssl.SSLContext | None = None) -> None:
         self.pieces = pieces
+        self.tls = tls
         self.closed = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
@@ -41,6 +46,8 @@ class RawServer:
 
     def _serve(self) -> None:
         conn, _ = self.sock.accept()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True)
         with conn:
             conn.settimeout(10)
             head = b""
@@ -51,7 +58,8 @@ class RawServer:
                     time.sleep(piece)
                 else:
                     conn.sendall(piece)
-            conn.shutdown(socket.SHUT_WR)
+            if self.tls is None:
+                conn.shutdown(socket.SHUT_WR)
             try:
                 while conn.recv(65536):
                     pass
@@ -164,3 +172,37 @@ def test_a_silent_stream_hits_the_idle_timeout() -> None:
             got.extend(reads(response, 0.3))
         assert time.monotonic() - started < 1.2
     assert got == [b"data: 1\n\n"]
+
+
+def test_over_tls_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenRouter is HTTPS: the direct read goes through httpcore's TLS stream."""
+    if not shutil.which("openssl"):  # pragma: no cover - .ci/run's machines have it
+        pytest.skip("needs openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx trusts it for https base URLs
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    payloads = [b'data: {"n":%d}\n\n' % i for i in range(3000)]
+    body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
+    server = RawServer([CHUNKED_HEAD + body], tls=tls)
+    url = server.url.replace("http://", "https://")
+    settings = Settings(base_url=url, model="m/x", api_key="", paths=resolve_paths({}))
+    try:
+        with (
+            make_http_client(settings) as http,
+            http.stream("POST", url + "/chat/completions", content=b"{}") as response,
+        ):
+            assert _direct_body(response) is not None
+            got = list(reads(response, 5.0))
+    finally:
+        server.close()
+    assert b"".join(got) == b"".join(payloads)
+    assert len(got) < len(payloads) / 10

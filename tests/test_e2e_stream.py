@@ -191,3 +191,35 @@ def test_bad_flags_get_one_line_and_exit_2(fake_server: FakeOpenRouter, args: li
     assert err.startswith("rill: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert fake_server.chat_requests == []
+
+
+#: Pieces whose JSON needs every kind of escape, and characters of every UTF-8 length.
+TRICKY_PIECES = [
+    "plain",
+    ' "q"',
+    " back\\slash",
+    "\n\n",
+    "\ttab",
+    " naïve",
+    " 日本語",
+    " 😀",
+]
+
+
+@pytest.mark.parametrize("split", ["event", "coalesce", "bytes"])
+def test_long_tricky_stream_is_exact_in_text_and_jsonl(
+    fake_server: FakeOpenRouter, split: str
+) -> None:
+    # Every framing a server or proxy may use: an HTTP chunk per event, large chunks, and
+    # chunks cut at arbitrary bytes (inside UTF-8 characters and JSON escapes).
+    pieces = [TRICKY_PIECES[i % len(TRICKY_PIECES)] + str(i) for i in range(5000)]
+    expected = "".join(pieces)
+    fake_server.default_scenario = Scenario(content=pieces, split=split)  # type: ignore[arg-type]
+    text = run(["--base-url", fake_server.url, "--no-history", "hi"], timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout == expected.encode("utf-8", "replace")
+    jsonl = run(["--base-url", fake_server.url, "--no-history", "-f", "jsonl", "hi"], timeout=60)
+    assert jsonl.returncode == 0, jsonl.stderr
+    events = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert "".join(e["content"] for e in events if e["event"] == "chunk") == expected
+    assert events[-1]["message"]["content"] == expected
