@@ -17,6 +17,7 @@ from rill.events import Chunk, Delta
 from rill.session import _decode_read
 from rill.sse import ServerSentEvent
 from rill.transcript import ContentTemplate, Transcript
+from tests.chunks import chunk_obj
 
 #: Contents whose JSON tokens exercise every branch of the string scanner.
 TRICKY = [
@@ -46,24 +47,7 @@ class NoLearning(ContentTemplate):
 
 
 def base_chunk(content: Any = "x", **over: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = {
-        "id": "gen-1",
-        "provider": "OpenAI",
-        "model": "openai/gpt-4o",
-        "object": "chat.completion.chunk",
-        "created": 1754441342,
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"role": "assistant", "content": content},
-                "finish_reason": None,
-                "native_finish_reason": None,
-                "logprobs": None,
-            }
-        ],
-    }
-    obj.update(over)
-    return obj
+    return chunk_obj({"content": content}, **over)
 
 
 def dumps(obj: Any, *, ascii_: bool = False, spaced: bool = False) -> str:

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rill.cli import app
+from tests.chunks import chunk_obj
 
 KEY = "sk-or-v1-formats-test-key"
 
@@ -31,24 +32,11 @@ EVENT_KEYS = {
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> str:
-    obj: dict[str, Any] = {
-        "id": "gen-77",
-        "provider": "OpenAI",
-        "model": "openai/gpt-4o",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"role": "assistant", **(delta or {})},
-                "finish_reason": finish,
-                "native_finish_reason": finish,
-                "logprobs": None,
-            }
-        ],
-    }
-    obj.update(extra)
-    return "data: " + json.dumps(obj) + "\n\n"
+    return (
+        "data: "
+        + json.dumps(chunk_obj(delta, finish, gen_id="gen-77", created=1, **extra))
+        + "\n\n"
+    )
 
 
 USAGE = {
@@ -62,15 +50,7 @@ USAGE = {
 
 
 def usage_chunk() -> str:
-    obj = {
-        "id": "gen-77",
-        "provider": "OpenAI",
-        "model": "openai/gpt-4o",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "choices": [],
-        "usage": USAGE,
-    }
+    obj = chunk_obj(gen_id="gen-77", created=1, choices=[], usage=USAGE)
     return "data: " + json.dumps(obj) + "\n\n"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Iterable
@@ -13,6 +12,7 @@ import pytest
 from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 
 from rill.sse import ServerSentEvent, SSEDecoder, iter_events
+from tests.chunks import chunk_obj, compact
 
 BOM = b"\xef\xbb\xbf"
 
@@ -28,25 +28,9 @@ def _chunk_json(
 ) -> str:
     """A chat.completion.chunk as OpenRouter serialises it: compact, this key order, raw UTF-8."""
     finish = extra.pop("finish_reason", None)
-    chunk: dict[str, Any] = {
-        "id": gen_id,
-        "provider": "OpenAI",
-        "model": "openai/gpt-4o",
-        "object": "chat.completion.chunk",
-        "created": 1754441342,
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"role": "assistant", "content": content},
-                "finish_reason": finish,
-                "native_finish_reason": finish,
-                "logprobs": None,
-            }
-        ],
-        "system_fingerprint": "fp_07871e2ad8",
-        **extra,
-    }
-    return json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
+    return compact(
+        chunk_obj({"content": content}, finish, gen_id=gen_id, fingerprint=True, **extra)
+    )
 
 
 # The recorded OpenRouter stream of PROTOCOL.md §3.2, with two keep-alives as observed.

@@ -9,18 +9,11 @@ import pytest
 from rill.errors import StreamError
 from rill.events import Chunk, Reasoning, ToolCall
 from rill.transcript import Transcript, normalize_usage
+from tests.chunks import chunk_obj
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict:
-    choice: dict[str, Any] = {"index": 0, "delta": {"role": "assistant", **(delta or {})}}
-    choice["finish_reason"] = finish
-    choice["native_finish_reason"] = finish
-    return {
-        "id": "gen-1",
-        "provider": "OpenAI",
-        "model": "openai/gpt-4o",
-        "choices": [choice],
-    } | extra
+    return chunk_obj(delta, finish, **extra)
 
 
 def test_content_deltas_accumulate_and_empty_deltas_are_skipped() -> None:
