@@ -6,15 +6,18 @@ a state machine step, a regex and an event object per chunk, more than everythin
 does per event. This decoder works on whole network reads: it returns the payload of every
 chunk a read completes, joined, in a few slice operations per chunk.
 
-It accepts exactly what h11 accepts, so a stream decodes the same whichever path reads it:
+It accepts what h11 accepts (as httpcore configures it), so a body decodes the same whichever
+path reads it:
 
 - a chunk-size line is 1 to 20 hex digits, an optional extension (``;`` and anything but a line
-  end, ignored), optional trailing spaces or tabs, and CRLF; it may be at most 16 KiB long;
+  end, ignored), optional trailing spaces or tabs, and CRLF; it may be at most 100 KiB long;
 - chunk data is followed by exactly CRLF;
 - after the last chunk (size 0) come trailer lines, ended by an empty line (LF or CRLF line
-  ends); their content is ignored.
+  ends), at most 100 KiB of them.
 
-Anything else raises ``ChunkedError``. Bytes after the end of the body are ignored.
+Anything else raises ``ChunkedError``. One deliberate difference: trailer lines are not
+checked, where h11 rejects one that is not a well-formed header field. They come after the
+whole body, and nothing in them changes it. Bytes after the end of the body are ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ __all__ = ["ChunkedDecoder", "ChunkedError"]
 
 _SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
 _TRAILER_END = re.compile(rb"\n\r?\n")
-MAX_LINE = 16 * 1024  # h11's limit for an incomplete event
+MAX_LINE = 100 * 1024  # httpcore's limit for h11's incomplete events (max_incomplete_event_size)
 _CACHE_LIMIT = 4096
 
 
