@@ -174,13 +174,13 @@ def test_raw_control_character_is_still_reported_as_malformed() -> None:
 
 def test_a_look_alike_key_is_not_taken_for_the_content() -> None:
     # The key x"content holds "" just before the real content: the probe tells them apart.
-    obj = {'x"content': "", "choices": [{"index": 0, "delta": {"content": "real"}}]}
+    obj = {"id": "g", 'x"content': "", "choices": [{"index": 0, "delta": {"content": "real"}}]}
     data = dumps(obj)
     assert data.index('"content":') < data.index('"delta"')
     t = Transcript()
     fold([data], t)
     assert t.template.head is not None and t.template.head.endswith('"delta":{"content":"')
-    follow = dumps({'x"content': "", "choices": [{"index": 0, "delta": {"content": "next"}}]})
+    follow = dumps(obj | {"choices": [{"index": 0, "delta": {"content": "next"}}]})
     assert_same_as_parsed([data, follow])
     assert t.template.content(follow) == "next"
 
@@ -207,3 +207,15 @@ def test_a_template_that_keeps_matching_is_relearnt_when_the_stream_changes() ->
     fold(datas, t)
     assert t.template.learnt == 12
     assert t.template.content(datas[-1]) == "11.599 "
+
+
+def test_chunks_without_an_id_are_not_learnt() -> None:
+    # Until a chunk brings an id, each parsed chunk also updates the model and provider.
+    datas = [
+        '{"model":"a","choices":[{"delta":{"content":"x"}}]}',
+        '{"model":"b","choices":[{"delta":{"role":"assistant"}}]}',
+        '{"model":"a","choices":[{"delta":{"content":"y"}}]}',
+    ]
+    t = assert_same_as_parsed(datas)
+    assert t.template.head is None
+    assert (t.model, t.content) == ("a", "xy")

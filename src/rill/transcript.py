@@ -355,8 +355,12 @@ class ContentTemplate:
 
 
 def _plain_content(obj: dict[str, Any]) -> str | None:
-    """The content of a chunk that ``add_chunk`` folds by only adding content, else None."""
-    if obj.get("error") or obj.get("usage"):
+    """The content of a chunk that ``add_chunk`` folds by only adding content, else None.
+
+    Chunks without an id do not count: until one has come, ``add_chunk`` also takes each chunk's
+    model and provider, which a matched chunk would skip.
+    """
+    if not obj.get("id") or obj.get("error") or obj.get("usage"):
         return None
     choices = obj.get("choices")
     if type(choices) is not list or not choices or type(choices[0]) is not dict:
