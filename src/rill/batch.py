@@ -373,6 +373,10 @@ class GatedClient(ChatClient):
     retries (a 502, a refused connection) only pause their own item.
     """
 
+    #: Bodies are read through ``_StoppableStream``, which cancels an item between reads once the
+    #: batch stops: reading past it, straight from the socket, would skip that check.
+    direct_body = False
+
     def __init__(
         self,
         settings: Settings,

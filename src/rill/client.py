@@ -73,6 +73,10 @@ def make_http_client(
 
 
 class ChatClient:
+    #: Read chunked bodies past h11 (see ``reads``). A subclass that wraps the response body
+    #: to watch each read (batch's cancellation) turns it off.
+    direct_body = True
+
     def __init__(
         self,
         settings: Settings,
@@ -187,15 +191,20 @@ class ChatClient:
         self.sleep(delay)
 
 
-def reads(response: httpx.Response, idle_timeout: float | None) -> Iterator[bytes]:
-    """The body's bytes as they arrive, one network read at a time."""
+def reads(
+    response: httpx.Response, idle_timeout: float | None, *, direct: bool = True
+) -> Iterator[bytes]:
+    """The body's bytes as they arrive, one network read at a time.
+
+    With ``direct``, a chunked HTTP/1.1 body is read past h11 when it can be (``_direct_body``).
+    """
     if response.is_stream_consumed:  # already read (a test transport with a fixed body)
         yield response.content
         return
-    direct = _direct_body(response)
+    direct_body = _direct_body(response) if direct else None
     try:
-        if direct is not None:
-            yield from _read_chunked(*direct, idle_timeout)
+        if direct_body is not None:
+            yield from _read_chunked(*direct_body, idle_timeout)
         else:
             yield from response.iter_raw()
     except (httpx.ReadTimeout, httpcore.ReadTimeout):

@@ -216,7 +216,7 @@ def _pump_stream(
     first: list[float],
 ) -> None:
     decoder = SSEDecoder()
-    for raw in reads(response, client.settings.timeout):
+    for raw in reads(response, client.settings.timeout, direct=client.direct_body):
         deltas: list[Delta] = []
         failure: RillError | None = None
         try:
@@ -310,7 +310,7 @@ def _read_whole(
     recorder: Recorder,
     first: list[float],
 ) -> None:
-    body = b"".join(reads(response, client.settings.timeout))
+    body = b"".join(reads(response, client.settings.timeout, direct=client.direct_body))
     try:
         obj = json.loads(body)
     except ValueError:
