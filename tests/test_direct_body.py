@@ -98,6 +98,16 @@ def test_chunked_body_is_read_past_h11_a_network_read_at_a_time() -> None:
     assert len(got) < len(payloads) / 10  # whole reads, not one piece per HTTP chunk
 
 
+def test_direct_false_reads_through_httpx() -> None:
+    # What rill batch asks for: its items' bodies are watched read by read through httpx.
+    payloads = [b"data: %d\n\n" % i for i in range(50)]
+    body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
+    with response_from([CHUNKED_HEAD + body]) as response:
+        got = list(reads(response, 5.0, direct=False))
+        assert response.is_stream_consumed  # httpx's own iterator ran
+    assert got == payloads  # one piece per HTTP chunk, as h11 hands them out
+
+
 def test_bytes_h11_buffered_with_the_headers_are_not_lost() -> None:
     # Headers and the first chunks in one segment: h11 holds those chunks when httpx returns.
     first = frame(b"data: 1\n\n") + frame(b"data: 2\n\n")
