@@ -493,7 +493,7 @@ class Output:
 
 def open_output(path: Path) -> int:
     """An append-only descriptor on ``path``; a torn last line gets its newline first."""
-    from rill.history import _write_all
+    from rill.history.files import _write_all
 
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -875,7 +875,7 @@ def _stream_writer(out: BinaryIO) -> Callable[[bytes], None]:
 
 
 def _fd_writer(fd: int) -> Callable[[bytes], None]:
-    from rill.history import _write_all
+    from rill.history.files import _write_all
 
     return lambda line: _write_all(fd, line)
 
