@@ -13,7 +13,7 @@ events those bytes complete.
 - There is no line or event size limit, and the cost stays linear in the input: a chunk without a
   line end is only stored, and is scanned again once, when its line completes.
 - The common case (LF line ends, each event a single ``data:`` line, as OpenRouter and OpenAI
-  send) is decoded block by block with one ``str.split``; anything else takes the line-by-line
+  send) is decoded block by block with one ``bytes.split``; anything else takes the line-by-line
   path that follows the spec step by step. Both give the same events.
 
 Two deliberate deviations from the spec:

@@ -42,9 +42,9 @@ class _ToolCallState:
 
 class Transcript:
     def __init__(self) -> None:
-        # The content so far: older pieces as UTF-8 in _packed, the latest ones in _pieces. A long
-        # answer is thus a quarter of its size as a str (one emoji makes a str 4 bytes a
-        # character), and never copied as it grows.
+        # The content so far: older pieces as UTF-8 in _packed, the latest ones in _pieces. UTF-8
+        # never takes more room than a str, and a quarter of it once the answer holds one emoji
+        # (a str then spends 4 bytes on every character); nor is it copied whole as it grows.
         self._packed = bytearray()
         self._pieces: list[str] = []
         self._content: str | None = ""  # the last join, until more content comes
