@@ -184,9 +184,10 @@ def test_a_silent_stream_hits_the_idle_timeout() -> None:
     assert got == [b"data: 1\n\n"]
 
 
-def test_over_tls_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenRouter is HTTPS: the direct read goes through httpcore's TLS stream."""
-    if not shutil.which("openssl"):  # pragma: no cover - .ci/run's machines have it
+@pytest.fixture
+def tls_server_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context with a throwaway certificate for 127.0.0.1, which httpx then trusts."""
+    if not shutil.which("openssl"):  # pragma: no cover - .ci/run installs it
         pytest.skip("needs openssl to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
@@ -198,11 +199,57 @@ def test_over_tls_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         timeout=60,
     )
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx trusts it for https base URLs
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    payloads = [b'data: {"n":%d}\n\n' % i for i in range(3000)]
-    body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
-    server = RawServer([CHUNKED_HEAD + body], tls=tls)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class ConnectProxy:
+    """An HTTP proxy that only tunnels (CONNECT), as corporate proxies do for https."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        client, _ = self.sock.accept()
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(65536)
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            self.targets.append(f"{method} {target}")
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pipes = [
+                    threading.Thread(target=_pipe, args=(client, upstream), daemon=True),
+                    threading.Thread(target=_pipe, args=(upstream, client), daemon=True),
+                ]
+                for pipe in pipes:
+                    pipe.start()
+                for pipe in pipes:
+                    pipe.join(10)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(10)
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _read_over_https(pieces: list[bytes | float], tls: ssl.SSLContext) -> tuple[list[bytes], bool]:
+    server = RawServer(pieces, tls=tls)
     url = server.url.replace("http://", "https://")
     settings = Settings(base_url=url, model="m/x", api_key="", paths=resolve_paths({}))
     try:
@@ -210,9 +257,37 @@ def test_over_tls_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             make_http_client(settings) as http,
             http.stream("POST", url + "/chat/completions", content=b"{}") as response,
         ):
-            assert _direct_body(response) is not None
-            got = list(reads(response, 5.0))
+            direct = _direct_body(response) is not None
+            return list(reads(response, 5.0)), direct
     finally:
         server.close()
+
+
+def test_over_tls_too(tls_server_context: ssl.SSLContext) -> None:
+    """OpenRouter is HTTPS: the direct read goes through httpcore's TLS stream."""
+    payloads = [b'data: {"n":%d}\n\n' % i for i in range(3000)]
+    body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
+    got, direct = _read_over_https([CHUNKED_HEAD + body], tls_server_context)
+    assert direct
     assert b"".join(got) == b"".join(payloads)
     assert len(got) < len(payloads) / 10
+
+
+def test_over_tls_through_a_connect_proxy(
+    tls_server_context: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy, the stream is TLS inside a CONNECT tunnel: still read directly."""
+    proxy = ConnectProxy()
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("https_proxy", proxy.url)
+    payloads = [b'data: {"n":%d}\n\n' % i for i in range(3000)]
+    body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
+    try:
+        got, direct = _read_over_https([CHUNKED_HEAD + body], tls_server_context)
+    finally:
+        proxy.close()
+    assert proxy.targets and proxy.targets[0].startswith("CONNECT 127.0.0.1:")
+    assert direct
+    assert b"".join(got) == b"".join(payloads)
