@@ -31,28 +31,50 @@ def frame(payload: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(payload), payload)
 
 
-class RawServer:
-    """Answers one connection with ``pieces`` (bytes, or a float: sleep that long), ends its side,
+class OneConnection:
+    """A loopback server for one connection, handled by ``handle`` on a thread of its own."""
+
+    def __init__(self, path: str = "") -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}{path}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def read_head(conn: socket.socket) -> bytes:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(65536)
+        return head
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(10)
+
+
+class RawServer(OneConnection):
+    """Answers one request with ``pieces`` (bytes, or a float: sleep that long), ends its side,
     then waits for the client to close; ``closed`` is set when it does."""
 
     def __init__(self, pieces: list[bytes | float], tls: ssl.SSLContext | None = None) -> None:
         self.pieces = pieces
         self.tls = tls
         self.closed = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__("/v1")
 
-    def _serve(self) -> None:
-        conn, _ = self.sock.accept()
+    def handle(self, conn: socket.socket) -> None:
         if self.tls is not None:
             conn = self.tls.wrap_socket(conn, server_side=True)
         with conn:
             conn.settimeout(10)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(65536)
+            self.read_head(conn)
             for piece in self.pieces:
                 if isinstance(piece, float):
                     time.sleep(piece)
@@ -66,10 +88,6 @@ class RawServer:
             except OSError:
                 pass
             self.closed.set()
-
-    def close(self) -> None:
-        self.sock.close()
-        self.thread.join(10)
 
 
 @contextmanager
@@ -204,22 +222,16 @@ def tls_server_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.S
     return context
 
 
-class ConnectProxy:
+class ConnectProxy(OneConnection):
     """An HTTP proxy that only tunnels (CONNECT), as corporate proxies do for https."""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        client, _ = self.sock.accept()
+    def handle(self, client: socket.socket) -> None:
         with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += client.recv(65536)
+            head = self.read_head(client)
             method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
             self.targets.append(f"{method} {target}")
             host, port = target.rsplit(":", 1)
@@ -233,10 +245,6 @@ class ConnectProxy:
                     pipe.start()
                 for pipe in pipes:
                     pipe.join(10)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.thread.join(10)
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
