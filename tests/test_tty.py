@@ -114,6 +114,31 @@ DONE = Done({"role": "assistant", "content": ""}, None, "stop", "m", None, None,
 CANCELLED = Done({"role": "assistant", "content": ""}, None, "cancelled", "m", None, None, None)
 
 
+def text_renderer(
+    out: Any,
+    err: Any = None,
+    *,
+    stdout_tty: bool = True,
+    stderr_tty: bool = True,
+    raw: bool = False,
+    env: dict[str, str] | None = None,
+    **kw: Any,
+) -> Any:
+    """What ``rill -f text`` builds for ``out``: a TextRenderer wrapped by ``for_terminal``;
+    ``kw`` are settings."""
+    return for_terminal(
+        TextRenderer(out, tty=stdout_tty),
+        fmt=OutputFormat.text,
+        settings=settings(**kw),
+        stdout_tty=stdout_tty,
+        stderr_tty=stderr_tty,
+        raw=raw,
+        out=out,
+        err=err,
+        env=env or {},
+    )
+
+
 def run_text(
     chunks: list[str],
     *,
@@ -127,16 +152,14 @@ def run_text(
 ) -> tuple[bytes, str]:
     out = FakeTTY() if stdout_tty else FakePipe()
     err = FakeTTYText() if stderr_tty else io.StringIO()
-    renderer = for_terminal(
-        TextRenderer(out, tty=stdout_tty),
-        fmt=OutputFormat.text,
-        settings=settings(**kw),
+    renderer = text_renderer(
+        out,
+        err,
         stdout_tty=stdout_tty,
         stderr_tty=stderr_tty,
         raw=raw,
-        out=out,
-        err=err,
         env={"COLUMNS": "80", "LINES": "40", "TERM": "xterm-256color", **(env or {})},
+        **kw,
     )
     renderer.start(Start("c", "m"), Transcript())
     for r in reasoning:
@@ -273,17 +296,7 @@ def test_reasoning_can_be_hidden_or_forced() -> None:
 
 def test_reasoning_without_an_answer_still_ends_its_line() -> None:
     err_stream = FakeTTYText()
-    renderer = for_terminal(
-        TextRenderer(FakeTTY(), tty=True),
-        fmt=OutputFormat.text,
-        settings=settings(color="never"),
-        stdout_tty=True,
-        stderr_tty=True,
-        raw=False,
-        out=FakeTTY(),
-        err=err_stream,
-        env={},
-    )
+    renderer = text_renderer(FakeTTY(), err_stream, color="never")
     renderer.deltas(b"", [Reasoning("hmm")])
     renderer.finish(Error(500, "boom", 500, 7, {}))
     assert err_stream.getvalue().endswith("hmm\n")
@@ -613,17 +626,7 @@ def test_spinner_waits_for_a_fresh_line_and_for_enabled() -> None:
 
 def test_for_terminal_spins_until_the_first_token() -> None:
     out, err = FakeTTY(), FakeTTYText()
-    renderer = for_terminal(
-        TextRenderer(out, tty=True),
-        fmt=OutputFormat.text,
-        settings=settings(color="never", show_reasoning=False, markdown=False),
-        stdout_tty=True,
-        stderr_tty=True,
-        raw=False,
-        out=out,
-        err=err,
-        env={},
-    )
+    renderer = text_renderer(out, err, color="never", show_reasoning=False, markdown=False)
     assert isinstance(renderer, TerminalText) and renderer.spinner is not None
     renderer.spinner.interval = 0.01
     wait_for(lambda: bool(FRAME.search(err.getvalue())))
@@ -645,17 +648,7 @@ def test_for_terminal_spins_until_the_first_token() -> None:
 
 def test_spinner_comes_back_while_a_colourless_block_is_incomplete() -> None:
     out, err = FakeTTY(), FakeTTYText()
-    renderer = for_terminal(
-        TextRenderer(out, tty=True),
-        fmt=OutputFormat.text,
-        settings=settings(color="never"),
-        stdout_tty=True,
-        stderr_tty=True,
-        raw=False,
-        out=out,
-        err=err,
-        env={},
-    )
+    renderer = text_renderer(out, err, color="never")
     assert isinstance(renderer, TerminalText) and renderer.spinner is not None
     renderer.spinner.interval = 0.01
     renderer.start(Start("c", "m"), Transcript())
@@ -672,16 +665,7 @@ def test_spinner_comes_back_while_a_colourless_block_is_incomplete() -> None:
 def test_other_stderr_notes_erase_the_spinner(monkeypatch: pytest.MonkeyPatch) -> None:
     real = FakeTTYText()
     monkeypatch.setattr(sys, "stderr", real)
-    renderer = for_terminal(
-        TextRenderer(FakePipe()),
-        fmt=OutputFormat.text,
-        settings=settings(color="never"),
-        stdout_tty=False,
-        stderr_tty=True,
-        raw=False,
-        out=FakePipe(),
-        env={},
-    )
+    renderer = text_renderer(FakePipe(), stdout_tty=False, color="never")
     assert sys.stderr is not real
     assert isinstance(renderer, TerminalText) and renderer.spinner is not None
     renderer.spinner.interval = 0.01
