@@ -188,9 +188,7 @@ def ask(
     reasoning_effort: opt.Effort = None,
     option: Annotated[
         list[str] | None,
-        typer.Option(
-            "--option", "-o", help="Extra request field KEY=VALUE (JSON when it parses; @file)."
-        ),
+        typer.Option("--option", "-o", help=opt.OPTION_HELP),
     ] = None,
     base_url: opt.BaseUrl = None,
     timeout: opt.Timeout = None,

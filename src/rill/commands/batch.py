@@ -74,7 +74,7 @@ def batch_command(
         typer.Option(
             "--option",
             metavar="KEY=VALUE",
-            help="Extra request field KEY=VALUE (JSON when it parses; @file).",
+            help=opt.OPTION_HELP,
         ),
     ] = None,
     base_url: opt.BaseUrl = None,

@@ -16,6 +16,9 @@ class ReasoningEffort(StrEnum):
     high = "high"
 
 
+#: --option's help: the flag's short form differs (``ask`` has -o, ``batch`` uses -o for output).
+OPTION_HELP = "Extra request field KEY=VALUE (JSON when it parses; @file)."
+
 Model = Annotated[
     str | None,
     typer.Option(
