@@ -33,7 +33,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -46,7 +46,7 @@ from rill.errors import APIError, Cancelled, ExitCode, NetworkError, RillError, 
 from rill.events import Done, Error, Start, Terminal
 from rill.protocol import Request
 from rill.run import _isatty, silence_stdout
-from rill.session import NullRecorder, Recorder, run_chat
+from rill.session import NullRecorder, Recorder, run_chat, signals_handled
 from rill.settings import Settings
 
 if TYPE_CHECKING:
@@ -768,12 +768,8 @@ class Batch:
         )
         return self.store.begin(start)
 
-    @contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
+    def _stop_on_signals(self) -> AbstractContextManager[None]:
         """SIGINT, SIGTERM and SIGHUP stop the batch; a second one leaves at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             reason, code = _STOP_SIGNALS[signal.Signals(signum)]
@@ -783,12 +779,7 @@ class Batch:
                 os._exit(int(code))
             self.stop.trigger(reason, code)
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return signals_handled(_STOP_SIGNALS, on_signal)
 
 
 # --- wiring --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,31 +83,29 @@ def _exit_now(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
-def _signals_as_exceptions() -> Iterator[None]:
+def signals_handled(
+    signals: Iterable[signal.Signals], handler: Callable[[int, FrameType | None], None]
+) -> Iterator[None]:
+    """``handler`` for ``signals`` inside the block, the previous handlers restored after it.
+    Only the main thread may set handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _signals_as_exceptions() -> contextlib.AbstractContextManager[None]:
     """SIGTERM and SIGHUP become ``Cancelled`` (SIGINT is already ``KeyboardInterrupt``)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _raise_cancelled) for sig in _SIGNAL_EXIT}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return signals_handled(_SIGNAL_EXIT, _raise_cancelled)
 
 
-@contextmanager
-def _cleanup_guard() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, _exit_now) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def _cleanup_guard() -> contextlib.AbstractContextManager[None]:
+    return signals_handled((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), _exit_now)
 
 
 class _Deadlines:
