@@ -158,6 +158,17 @@ def test_add_journals_at_most_once_a_second(tmp_path: Path) -> None:
     assert ex["finish_reason"] == "cancelled"
 
 
+def wait_for_journal(recorder: Recorder, text: str, limit: float, failure: str) -> float:
+    """Wait until ``text`` is in the recorder's journal; the seconds it took (fails after
+    ``limit``)."""
+    assert recorder.journal is not None
+    t0 = time.monotonic()
+    while text not in recorder.journal.read_text():
+        assert time.monotonic() - t0 < limit, failure
+        time.sleep(0.01)
+    return time.monotonic() - t0
+
+
 def test_text_received_before_a_stall_is_journalled_within_about_a_second(
     store: HistoryStore,
 ) -> None:
@@ -165,11 +176,8 @@ def test_text_received_before_a_stall_is_journalled_within_about_a_second(
     assert recorder.journal is not None
     recorder.add("one ")  # journalled at once
     recorder.add("two ")  # within the second: waits, and no further delta comes
-    t0 = time.monotonic()
-    while "two" not in recorder.journal.read_text():
-        assert time.monotonic() - t0 < 10, "pending text was never journalled"
-        time.sleep(0.02)
-    assert time.monotonic() - t0 < 5  # "about a second", with room for a busy machine
+    waited = wait_for_journal(recorder, "two", 10, "pending text was never journalled")
+    assert waited < 5  # "about a second", with room for a busy machine
     recorder.finish({"finish_reason": "stop"})
 
 
@@ -929,10 +937,7 @@ def test_text_of_the_last_second_is_journaled_before_finish_waits_for_the_lock(
     finisher = threading.Thread(target=recorder.finish, args=(outcome(content=None),), daemon=True)
     finisher.start()
     # While finish waits for the lock, a kill would lose nothing: the journal has it all.
-    deadline = time.monotonic() + 5
-    while "last second" not in recorder.journal.read_text():
-        assert time.monotonic() < deadline, "finish waited without journaling the last text"
-        time.sleep(0.01)
+    wait_for_journal(recorder, "last second", 5, "finish waited without journaling the last text")
     assert finisher.is_alive()
     release.set()
     finisher.join(timeout=30)
