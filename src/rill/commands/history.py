@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from rill.commands import options as opt
 from rill.commands.output import piped, print_table, stdout_is_terminal, warn, write_json
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def _short_time(value: Any) -> str:
 @history_app.command("list")
 def history_list(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many chats.", min=1)] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    as_json: opt.Json = False,
 ) -> None:
     """List recent chats, most recently used first."""
     rows = open_store().list_chats(limit)
@@ -79,7 +80,7 @@ def _text_filter() -> Callable[[str], str]:
 @history_app.command("show")
 def history_show(
     ref: Annotated[str, typer.Argument(help="Chat ID, unique prefix, or 'last'.")] = "last",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    as_json: opt.Json = False,
 ) -> None:
     """Show one chat: every turn, with model, finish reason and usage."""
     store = open_store()
@@ -131,7 +132,7 @@ def history_export() -> None:
 @history_app.command("search")
 def history_search(
     text: Annotated[str, typer.Argument(help="Text to look for (case-insensitive).")],
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    as_json: opt.Json = False,
 ) -> None:
     """Find chats whose prompts or answers contain TEXT (no match: no output, exit 0)."""
     hits = open_store().search(text)
@@ -183,7 +184,7 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
 def usage_command(
     since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 2w or YYYY-MM-DD.")] = None,
     by: Annotated[str, typer.Option("--by", help="Group by model or day.")] = "model",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    as_json: opt.Json = False,
 ) -> None:
     """Token and cost totals from history, grouped by served model or by day."""
     if by not in ("model", "day"):

@@ -61,3 +61,4 @@ Retries = Annotated[
 NoHistory = Annotated[
     bool, typer.Option("--no-history", help="Write nothing under the data folder.")
 ]
+Json = Annotated[bool, typer.Option("--json", help="JSON output.")]
