@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rill.cli import app
+from tests.tmux import Tmux
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 10.0  # seconds any one wait may take
@@ -90,58 +89,14 @@ def test_templates_and_subcommands_complete(rill_env: Path) -> None:
 # --- real shells under tmux -------------------------------------------------------------------
 
 
-class Pane:
-    """One shell in a detached tmux session on a private server socket."""
-
-    def __init__(self, base: list[str]) -> None:
-        self.base = base
-
-    def send(self, *keys: str) -> None:
-        subprocess.run([*self.base, "send-keys", "-t", "rill", *keys], check=True, timeout=10)
-
-    def text(self) -> str:
-        done = subprocess.run(
-            [*self.base, "capture-pane", "-p", "-t", "rill"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return done.stdout
-
-    def wait_for(self, ready: Callable[[str], bool], what: str) -> str:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            screen = self.text()
-            if ready(screen):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {what} within {DEADLINE:g} s; the pane shows:\n{screen}")
-            time.sleep(0.05)  # polling interval, bounded by the deadline above
-
-
 @contextmanager
-def tmux_shell(command: list[str], env: dict[str, str]) -> Iterator[Pane]:
-    base = ["tmux", "-L", f"rill-test-{os.getpid()}-{uuid.uuid4().hex[:8]}", "-f", "/dev/null"]
-    subprocess.run(
-        [*base, "new-session", "-d", "-s", "rill", "-x", "200", "-y", "50", *command],
-        env=env,
-        check=True,
-        timeout=10,
-    )
-    socket_path = subprocess.run(
-        [*base, "display-message", "-p", "#{socket_path}"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    ).stdout.strip()
+def tmux_shell(command: list[str], env: dict[str, str]) -> Iterator[Tmux]:
+    tmux = Tmux(env=env)
+    tmux.start(*command, width=200, height=50)
     try:
-        yield Pane(base)
+        yield tmux
     finally:
-        subprocess.run([*base, "kill-server"], capture_output=True, timeout=10, check=False)
-        if socket_path:  # tmux 3.3 leaves the socket file behind
-            Path(socket_path).unlink(missing_ok=True)
+        tmux.kill()
 
 
 #: shell → (command line, setup typed into it, Tabs needed to show the candidates)
@@ -184,10 +139,10 @@ def test_tab_after_dash_m_lists_model_ids(
         # The quotes keep the marker off the echoed command line: only the output matches.
         pane.send("-l", f'cd {ROOT} && {setup} && echo READY-"4"2')
         pane.send("Enter")
-        pane.wait_for(lambda screen: "READY-42" in screen, "prompt after the setup")
+        pane.wait_for(lambda screen: "READY-42" in screen, "prompt after the setup", DEADLINE)
         pane.send("-l", "rill -m ")
         pane.send(*["Tab"] * tabs)
         screen = pane.wait_for(
-            lambda screen: all(model in screen for model in model_ids), "model IDs"
+            lambda screen: all(model in screen for model in model_ids), "model IDs", DEADLINE
         )
     assert "anthropic/claude-sonnet-4" in screen

@@ -12,16 +12,14 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fakeserver import FakeOpenRouter, Gate, Scenario
+from tests.tmux import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -44,68 +42,23 @@ Done.
 """
 
 
-class Tmux:
-    def __init__(self, tmp: Path) -> None:
-        self.socket = f"rill-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.config = tmp / "tmux.conf"
-        self.config.write_text("set -g set-clipboard on\nset -g history-limit 2000\n")
-        term = os.environ.get("TERM", "")
-        self.env = {**os.environ, "TERM": term if term not in ("", "dumb") else "xterm-256color"}
-        self.path = ""
-
-    def __call__(self, *args: str) -> str:
-        done = subprocess.run(
-            ["tmux", "-u", "-f", str(self.config), "-L", self.socket, *args],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=self.env,
-            timeout=10,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"tmux {args[0]} failed: {done.stderr.strip()}")
-        return done.stdout
-
-    def run(self, command: str) -> None:
-        self("new-session", "-d", "-x", "120", "-y", "40", "-s", "main", command)
-        self.path = self("display", "-p", "#{socket_path}").strip()
-
-    def screen(self, *, escapes: bool = False) -> str:
-        return self("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "main")
-
-    def wait_for(self, predicate: Callable[[str], object], timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if predicate(screen):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; the screen shows:\n{screen}")
-            time.sleep(0.03)
-
-    def wait_exit(self) -> str:
-        screen = self.wait_for(EXIT.search)
-        match = EXIT.search(screen)
-        assert match is not None and match.group(1) == "0", screen
-        return screen
-
-    def kill(self) -> None:
-        subprocess.run(
-            ["tmux", "-L", self.socket, "kill-server"],
-            capture_output=True,
-            env=self.env,
-            timeout=10,
-            check=False,
-        )
-        if self.path:  # tmux leaves its socket file behind
-            Path(self.path).unlink(missing_ok=True)
+def wait_exit(tmux: Tmux) -> str:
+    """The screen once the command has shown its exit status, which must be 0."""
+    screen = tmux.wait_for(EXIT.search, "exit status")
+    match = EXIT.search(screen)
+    assert match is not None and match.group(1) == "0", screen
+    return screen
 
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    t = Tmux(tmp_path)
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g set-clipboard on\nset -g history-limit 2000\n")
+    term = os.environ.get("TERM", "")
+    t = Tmux(
+        config=config,
+        env={**os.environ, "TERM": term if term not in ("", "dumb") else "xterm-256color"},
+    )
     try:
         yield t
     finally:
@@ -141,12 +94,12 @@ def test_spinner_waits_for_the_first_token_then_disappears(
 ) -> None:
     gate = Gate(timeout=10)
     fake_server.enqueue(Scenario(content=["", "Hello **there**\n"], gate=gate))
-    tmux.run(rill_command(fake_server, rill_env))
+    tmux.start(rill_command(fake_server, rill_env))
     screen = tmux.wait_for(FRAME.search)
     assert gate.wait_for_server(1, 10)  # the answer is really still held back
     assert "Hello" not in screen
     gate.release(1)
-    screen = tmux.wait_exit()
+    screen = wait_exit(tmux)
     assert "Hello there" in screen  # and rendered: no asterisks
     assert not FRAME.search(screen)
     assert screen.splitlines()[0] == "Hello there"  # erased in place: nothing above the answer
@@ -156,8 +109,8 @@ def test_markdown_renders_as_markdown(
     tmux: Tmux, fake_server: FakeOpenRouter, rill_env: Path
 ) -> None:
     fake_server.enqueue(Scenario(content=pieces(ANSWER), chunk_delay=0.002))
-    tmux.run(rill_command(fake_server, rill_env))
-    screen = tmux.wait_exit()
+    tmux.start(rill_command(fake_server, rill_env))
+    screen = wait_exit(tmux)
     lines = [line.strip() for line in screen.splitlines()]
     assert "Greeting guide" in screen and "Steps" in lines
     assert not [line for line in lines if line.startswith("#")]
@@ -177,8 +130,8 @@ def test_control_sequences_in_the_answer_do_not_reach_the_terminal(
 ) -> None:
     hostile = "copy \x1b]52;c;aGVsbG8=\x07 title \x1b]2;pwned\x07 end\n"
     fake_server.enqueue(Scenario(content=pieces(hostile, 3)))
-    tmux.run(rill_command(fake_server, rill_env))
-    screen = tmux.wait_exit()
+    tmux.start(rill_command(fake_server, rill_env))
+    screen = wait_exit(tmux)
     assert "copy ␛]52;c;aGVsbG8=␇ title ␛]2;pwned␇ end" in screen
     assert tmux("list-buffers").strip() == ""  # OSC 52 would have made one
     assert tmux("display", "-p", "-t", "main", "#{pane_title}").strip() != "pwned"
@@ -187,8 +140,8 @@ def test_control_sequences_in_the_answer_do_not_reach_the_terminal(
 def test_raw_lets_them_through(tmux: Tmux, fake_server: FakeOpenRouter, rill_env: Path) -> None:
     # The contrast that shows the previous test can fail: with --raw tmux obeys the sequences.
     fake_server.enqueue(Scenario(content=["copy \x1b]52;c;aGVsbG8=\x07 title \x1b]2;pwned\x07\n"]))
-    tmux.run(rill_command(fake_server, rill_env, "--raw"))
-    tmux.wait_exit()
+    tmux.start(rill_command(fake_server, rill_env, "--raw"))
+    wait_exit(tmux)
     assert "hello" in tmux("list-buffers")
     assert tmux("display", "-p", "-t", "main", "#{pane_title}").strip() == "pwned"
 
@@ -199,8 +152,8 @@ def test_no_color_means_no_escape_sequences(
     fake_server.enqueue(
         Scenario(content=pieces(ANSWER), reasoning=["Thinking ", "it over."], chunk_delay=0.002)
     )
-    tmux.run(rill_command(fake_server, rill_env, env={"NO_COLOR": "1"}))
-    screen = tmux.wait_exit()
+    tmux.start(rill_command(fake_server, rill_env, env={"NO_COLOR": "1"}))
+    screen = wait_exit(tmux)
     assert "Thinking it over." in screen  # reasoning, undimmed
     assert "• install it" in screen and "```" not in screen  # still markdown structure
     assert "\x1b" not in tmux.screen(escapes=True)
