@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,18 @@ def spawn(args: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
     )
     _spawned.append(proc)
     return proc
+
+
+def wait_until(
+    ready: Callable[[], object], timeout: float = 5.0, what: str = "the condition"
+) -> float:
+    """Poll ``ready`` until it holds; returns the seconds that took, fails after ``timeout``."""
+    t0 = time.monotonic()
+    while not ready():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.005)  # polling interval, bounded by the deadline above
+    return time.monotonic() - t0
 
 
 def stop(procs: Iterable[subprocess.Popen[Any]], timeout: float = 5) -> None:

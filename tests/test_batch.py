@@ -36,7 +36,7 @@ from rill.events import Done, Error
 from rill.history import HistoryStore, usage_total
 from rill.protocol import Request
 from rill.settings import Settings
-from tests.e2e import RILL, finish, read_until, run, spawn
+from tests.e2e import RILL, finish, read_until, run, spawn, wait_until
 from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -56,14 +56,6 @@ def lines_of(data: bytes) -> list[dict[str, Any]]:
 
 def prompts(server: FakeOpenRouter) -> list[str]:
     return [r.body["messages"][-1]["content"] for r in server.chat_requests]
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def exchanges(home: Path) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import finish, read_until, run, spawn
+from tests.e2e import finish, read_until, run, spawn, wait_until
 from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 
 PIECES = ["one ", "two ", "three ", "four "]
@@ -95,9 +95,11 @@ def _has_open(pid: int, path: Path) -> bool:
 
 def _wait_for_journal(content: str) -> None:
     """Wait until history shows the running answer's ``content`` (journalled within ~1 s)."""
-    deadline = time.monotonic() + 5
-    while _last_exchange()["answer"].get("content") != content:
-        assert time.monotonic() < deadline, "the partial answer never reached the journal"
+    wait_until(
+        lambda: _last_exchange()["answer"].get("content") == content,
+        5,
+        "the partial answer in the journal",
+    )
 
 
 def test_second_sigint_during_cleanup_still_exits_quietly(

@@ -29,7 +29,7 @@ from rill.history import (
     new_id,
     usage_total,
 )
-from tests.e2e import read_until, stop
+from tests.e2e import read_until, stop, wait_until
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -158,15 +158,11 @@ def test_add_journals_at_most_once_a_second(tmp_path: Path) -> None:
     assert ex["finish_reason"] == "cancelled"
 
 
-def wait_for_journal(recorder: Recorder, text: str, limit: float, failure: str) -> float:
-    """Wait until ``text`` is in the recorder's journal; the seconds it took (fails after
-    ``limit``)."""
-    assert recorder.journal is not None
-    t0 = time.monotonic()
-    while text not in recorder.journal.read_text():
-        assert time.monotonic() - t0 < limit, failure
-        time.sleep(0.01)
-    return time.monotonic() - t0
+def wait_for_journal(recorder: Recorder, text: str, limit: float, what: str) -> float:
+    """Wait until ``text`` is in the recorder's journal; the seconds it took."""
+    journal = recorder.journal
+    assert journal is not None
+    return wait_until(lambda: text in journal.read_text(), limit, what)
 
 
 def test_text_received_before_a_stall_is_journalled_within_about_a_second(
@@ -176,7 +172,7 @@ def test_text_received_before_a_stall_is_journalled_within_about_a_second(
     assert recorder.journal is not None
     recorder.add("one ")  # journalled at once
     recorder.add("two ")  # within the second: waits, and no further delta comes
-    waited = wait_for_journal(recorder, "two", 10, "pending text was never journalled")
+    waited = wait_for_journal(recorder, "two", 10, "the pending text in the journal")
     assert waited < 5  # "about a second", with room for a busy machine
     recorder.finish({"finish_reason": "stop"})
 
@@ -937,7 +933,7 @@ def test_text_of_the_last_second_is_journaled_before_finish_waits_for_the_lock(
     finisher = threading.Thread(target=recorder.finish, args=(outcome(content=None),), daemon=True)
     finisher.start()
     # While finish waits for the lock, a kill would lose nothing: the journal has it all.
-    wait_for_journal(recorder, "last second", 5, "finish waited without journaling the last text")
+    wait_for_journal(recorder, "last second", 5, "the last text journalled while finish waits")
     assert finisher.is_alive()
     release.set()
     finisher.join(timeout=30)

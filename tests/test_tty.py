@@ -13,8 +13,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -42,6 +40,7 @@ from rill.tty import (
     for_terminal,
     neutralise,
 )
+from tests.e2e import wait_until
 
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"
 OSC8 = "\x1b]8;;https://evil.example/\x1b\\click me\x1b]8;;\x1b\\"
@@ -551,14 +550,6 @@ def test_without_colour_blocks_wait_until_finished() -> None:
 # -- spinner ----------------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
-
-
 FRAME = re.compile(r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] (?:thinking )?\d+\.\ds")
 
 
@@ -566,7 +557,7 @@ def test_spinner_draws_and_erases_without_escape_sequences() -> None:
     err = FakeTTYText()
     spinner = Spinner(err, color=False, interval=0.01, delay=0).start()
     try:
-        wait_for(lambda: len(FRAME.findall(err.getvalue())) >= 3)
+        wait_until(lambda: len(FRAME.findall(err.getvalue())) >= 3)
         with spinner.writing():
             err.write("note\n")
         spinner.at_line_start = True
@@ -620,7 +611,7 @@ def test_spinner_waits_for_a_fresh_line_and_for_enabled() -> None:
     ticks.wait_ticks(3)  # and three more (at least two after the change): not enabled
     assert err.getvalue() == ""
     spinner.enabled = True
-    wait_for(lambda: "\x1b[2m" in err.getvalue())  # dimmed when colour is on
+    wait_until(lambda: "\x1b[2m" in err.getvalue())  # dimmed when colour is on
     spinner.stop()
 
 
@@ -629,16 +620,16 @@ def test_for_terminal_spins_until_the_first_token() -> None:
     renderer = text_renderer(out, err, color="never", show_reasoning=False, markdown=False)
     assert isinstance(renderer, TerminalText) and renderer.spinner is not None
     renderer.spinner.interval = 0.01
-    wait_for(lambda: bool(FRAME.search(err.getvalue())))
+    wait_until(lambda: bool(FRAME.search(err.getvalue())))
     renderer.deltas(b"", [Reasoning("hidden")])
-    wait_for(lambda: "thinking" in err.getvalue())
+    wait_until(lambda: "thinking" in err.getvalue())
     spinner = renderer.spinner
     renderer.deltas(b"", [Chunk("Hello")])
     assert renderer.spinner is None  # stopped: the answer is on the screen
     settled = err.getvalue()
     # Its thread has ended (``stop`` joins it), so nothing can be drawn after the answer.
     assert spinner._thread is not None
-    wait_for(lambda: not spinner._thread.is_alive())
+    wait_until(lambda: not spinner._thread.is_alive())
     assert err.getvalue() == settled
     renderer.finish(DONE)
     assert Screen(80).feed(err.getvalue()).text() == ""
@@ -655,7 +646,7 @@ def test_spinner_comes_back_while_a_colourless_block_is_incomplete() -> None:
     renderer.deltas(b"", [Chunk("Para one\n\nPara t")])
     assert out.getvalue() == b"Para one\n"
     mark = len(err.getvalue())
-    wait_for(lambda: bool(FRAME.search(err.getvalue()[mark:])))
+    wait_until(lambda: bool(FRAME.search(err.getvalue()[mark:])))
     renderer.deltas(b"", [Chunk("wo\n\n")])
     assert renderer.spinner is None
     renderer.finish(DONE)
@@ -669,11 +660,11 @@ def test_other_stderr_notes_erase_the_spinner(monkeypatch: pytest.MonkeyPatch) -
     assert sys.stderr is not real
     assert isinstance(renderer, TerminalText) and renderer.spinner is not None
     renderer.spinner.interval = 0.01
-    wait_for(lambda: bool(FRAME.search(real.getvalue())))
+    wait_until(lambda: bool(FRAME.search(real.getvalue())))
     sys.stderr.write("rill: retrying in 1 s (HTTP 429)\n")
     assert sys.stderr.isatty()  # everything else is passed through
     mark = len(real.getvalue())
-    wait_for(lambda: bool(FRAME.search(real.getvalue()[mark:])))  # back, on the next line
+    wait_until(lambda: bool(FRAME.search(real.getvalue()[mark:])))  # back, on the next line
     renderer.finish(DONE)
     assert sys.stderr is real
     assert Screen(80).feed(real.getvalue()).text() == "rill: retrying in 1 s (HTTP 429)"
