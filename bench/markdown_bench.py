@@ -2,7 +2,8 @@
 
 Builds a markdown answer of about 20,000 tokens (headings, paragraphs with inline styles, bullet
 and numbered lists, fenced code blocks, a few tables), cuts it into one delta per token and
-feeds it through ``rill.tty.for_terminal`` into a pseudo-terminal (``pty.openpty()``, 120×40,
+feeds it through ``rill.terminal.tty.for_terminal`` into a pseudo-terminal
+(``pty.openpty()``, 120×40,
 with a thread draining the master side, as a terminal emulator would). Each ``deltas()`` call is
 timed with ``time.perf_counter`` (wall) and ``time.thread_time`` (CPU of the rendering thread;
 ``process_time`` would also count the draining thread). Prints the mean cost per delta by tenth
@@ -33,15 +34,15 @@ import time
 from pathlib import Path
 
 try:
-    from rill.tty import for_terminal
+    from rill.terminal.tty import for_terminal
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from rill.tty import for_terminal
+    from rill.terminal.tty import for_terminal
 
+from rill.config.settings import Settings
 from rill.events import Chunk, Delta, Done, Start
-from rill.render import OutputFormat, TextRenderer
-from rill.settings import Settings
-from rill.transcript import Transcript
+from rill.output.formats import OutputFormat, TextRenderer
+from rill.stream.transcript import Transcript
 
 WORDS = [
     *["the", "stream", "renderer", "keeps", "every", "finished", "block", "on", "screen"],

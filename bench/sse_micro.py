@@ -1,4 +1,4 @@
-"""Micro-benchmark: rill.sse.SSEDecoder against httpx-sse (and openai-python, if installed).
+"""Micro-benchmark: rill.stream.sse.SSEDecoder against httpx-sse (and openai-python, if installed).
 
 Decodes a realistic OpenRouter stream (keep-alive comments, then N ``data: {chunk}`` events of
 about 300 bytes, then ``data: [DONE]``) held in memory, read two ways: 64 KiB reads (a busy or
@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 try:
-    from rill.sse import SSEDecoder
+    from rill.stream.sse import SSEDecoder
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from rill.sse import SSEDecoder
+    from rill.stream.sse import SSEDecoder
 
 from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder as HttpxLineDecoder
@@ -80,7 +80,7 @@ def run_httpx_sse(reads: list[bytes]) -> int:
 
 
 def contenders() -> dict[str, Decoder]:
-    found: dict[str, Decoder] = {"rill.sse": run_rill, "httpx-sse 0.4": run_httpx_sse}
+    found: dict[str, Decoder] = {"rill.stream.sse": run_rill, "httpx-sse 0.4": run_httpx_sse}
     try:
         from openai._streaming import SSEDecoder as OpenAIDecoder
     except ImportError:

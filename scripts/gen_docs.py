@@ -32,9 +32,9 @@ from typer.testing import CliRunner  # noqa: E402
 
 from rill import __version__  # noqa: E402
 from rill.cli import app  # noqa: E402
+from rill.config.settings import CHOICES, CONFIG_KEYS, DEFAULT_BASE_URL  # noqa: E402
 from rill.errors import ExitCode  # noqa: E402
-from rill.render import OutputFormat  # noqa: E402
-from rill.settings import CHOICES, CONFIG_KEYS, DEFAULT_BASE_URL  # noqa: E402
+from rill.output.formats import OutputFormat  # noqa: E402
 
 PROG = "rill"
 DEFAULT_COMMAND = "ask"

@@ -31,11 +31,11 @@ from rill.batch import (
     parse_item,
     parse_lines,
 )
+from rill.config.settings import Settings
 from rill.errors import UsageError
 from rill.events import Done, Error
 from rill.history import HistoryStore, usage_total
-from rill.protocol import Request
-from rill.settings import Settings
+from rill.stream.protocol import Request
 from tests.e2e import RILL, finish, read_until, run, spawn, wait_until
 from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 

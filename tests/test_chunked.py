@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import h11
 import pytest
 
-from rill.chunked import MAX_LINE, ChunkedDecoder, ChunkedError
+from rill.stream.chunked import MAX_LINE, ChunkedDecoder, ChunkedError
 
 HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -147,7 +147,7 @@ def test_a_stream_of_many_small_chunks_in_64_kib_reads() -> None:
     "trailer", [b"not a header line\r\n\r\n", b" folded\r\n\r\n"], ids=["no colon", "obs-fold"]
 )
 def test_malformed_trailers_after_a_whole_body_are_ignored(trailer: bytes) -> None:
-    # The one deliberate difference from h11 (see rill.chunked): the body is complete.
+    # The one deliberate difference from h11 (see rill.stream.chunked): the body is complete.
     body = b"2\r\nhi\r\n0\r\n" + trailer
     assert h11_decode([body]) == (b"hi", False, True)
     assert rill_decode([body]) == (b"hi", True, False)

@@ -292,7 +292,7 @@ def test_no_history_continue_only_reads(fake_server: FakeOpenRouter, rill_env: P
 
 
 def test_completing_a_chat_id_writes_nothing(rill_env: Path) -> None:
-    from rill.completion import complete_chat
+    from rill.commands.completion import complete_chat
 
     chat_id = record(rill_env, "a question", "an answer")
     (rill_env / "history" / "index.jsonl").unlink()

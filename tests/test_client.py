@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rill.client import ChatClient, make_http_client
+from rill.config.settings import Settings, resolve_paths
 from rill.errors import (
     APIError,
     AuthError,
@@ -17,8 +17,8 @@ from rill.errors import (
     NetworkError,
     RateLimitError,
 )
-from rill.protocol import Request, build_payload, parse_error_body
-from rill.settings import Settings, resolve_paths
+from rill.stream.client import ChatClient, make_http_client
+from rill.stream.protocol import Request, build_payload, parse_error_body
 
 KEY = "sk-or-v1-0123456789abcdef"
 

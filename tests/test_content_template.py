@@ -14,9 +14,9 @@ import pytest
 
 from rill.errors import RillError
 from rill.events import Chunk, Delta
-from rill.session import _decode_read
-from rill.sse import ServerSentEvent
-from rill.transcript import ContentTemplate, Transcript
+from rill.stream.session import _decode_read
+from rill.stream.sse import ServerSentEvent
+from rill.stream.transcript import ContentTemplate, Transcript
 from tests.chunks import chunk_obj
 
 #: Contents whose JSON tokens exercise every branch of the string scanner.

@@ -1,4 +1,5 @@
-"""Reading a chunked body past h11 (``rill.client.reads``): same bytes, same errors, fewer reads.
+"""Reading a chunked body past h11 (``rill.stream.client.reads``): same bytes, same errors,
+fewer reads.
 
 A raw socket server sends exact bytes, framing faults included, over real loopback HTTP.
 """
@@ -18,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rill.client import _direct_body, make_http_client, reads
+from rill.config.settings import Settings, resolve_paths
 from rill.errors import StreamError, TimeoutError_
-from rill.settings import Settings, resolve_paths
+from rill.stream.client import _direct_body, make_http_client, reads
 
 CHUNKED_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"

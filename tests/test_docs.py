@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from rill.cli import app
 from rill.errors import ExitCode
-from rill.render import OutputFormat
+from rill.output.formats import OutputFormat
 
 ROOT = Path(__file__).resolve().parent.parent
 MAN = ROOT / "man" / "rill.1"

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rill.cli import app
-from rill.protocol import OPENROUTER_ONLY_FIELDS
+from rill.stream.protocol import OPENROUTER_ONLY_FIELDS
 from tests.e2e import run
 
 KEY = "sk-or-v1-0123456789abcdef0123456789abcdef"

@@ -308,7 +308,7 @@ def test_fast_chunk_encoding_matches_json_dumps(fmt: str) -> None:
     import io
 
     from rill.events import Chunk, Reasoning
-    from rill.render import OutputFormat, make_renderer
+    from rill.output.formats import OutputFormat, make_renderer
 
     texts = ["plain", 'quote " back\\slash', "new\nline\ttab\x00nul", "héllo 😀 \u2028", ""]
     fast, slow = io.BytesIO(), io.BytesIO()
@@ -327,7 +327,7 @@ def test_fast_chunk_encoding_matches_json_dumps(fmt: str) -> None:
 def _written(obj: Any, dumps: Any, monkeypatch: pytest.MonkeyPatch, limit: int) -> bytes:
     import io
 
-    from rill import render
+    from rill.output import formats as render
 
     monkeypatch.setattr(render, "LONG_STRING", limit)
     out = io.BytesIO()
@@ -348,7 +348,7 @@ LONG_VALUES = [
 def test_write_json_equals_dumps_for_long_strings(
     limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rill.render import _dumps, _dumps_indented
+    from rill.output.formats import _dumps, _dumps_indented
 
     obj = {
         "event": "done",
@@ -366,7 +366,7 @@ def test_write_json_equals_dumps_for_long_strings(
 def test_write_json_falls_back_when_a_placeholder_text_is_in_the_data(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rill.render import _SLOT, _dumps
+    from rill.output.formats import _SLOT, _dumps
 
     obj = {"b": _SLOT % 0, "a": "x" * 100}  # "b" holds the text of the placeholder for "a"
     expected = ("event: done\ndata: " + _dumps(obj) + "\n\n").encode()

@@ -2,7 +2,8 @@
 
 ``rill "prompt" | …`` runs inside loops and one-liners, so everything it imports is paid on every
 call. Markdown rendering (``rich.markdown``, ``markdown_it``, ``pygments``), rich tables, the
-terminal layer (``rill.tty``) and the history store (``rill.history``) belong to terminals and
+terminal layer (``rill.terminal.tty``) and the history store (``rill.history``) belong to terminals
+and
 subcommands and must be imported inside the code that needs them. Each check runs in a fresh
 interpreter, so nothing imported by the test process itself can hide a regression.
 """
@@ -24,7 +25,7 @@ HEAVY = (
     "pygments",
     "rich.table",
     "rill.history",
-    "rill.tty",
+    "rill.terminal.tty",
 )
 
 
@@ -56,7 +57,8 @@ def imported_by(
 def test_importing_the_prompt_path() -> None:
     code = (
         "import json, sys, typer.main\n"
-        "import rill.cli, rill.run, rill.session, rill.client, rill.render, rill.sse\n"
+        "import rill.cli, rill.commands.prompt, rill.stream.session, rill.stream.client\n"
+        "import rill.output.formats, rill.stream.sse\n"
         "typer.main.get_command(rill.cli.app)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
@@ -64,7 +66,7 @@ def test_importing_the_prompt_path() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     modules = json.loads(done.stdout)
-    assert "rill.session" in modules and "httpx" in modules  # the check saw the real path
+    assert "rill.stream.session" in modules and "httpx" in modules  # the check saw the real path
     assert heavy_among(modules) == []
 
 
@@ -82,5 +84,5 @@ def test_a_piped_prompt_imports_nothing_heavy(fake_server: FakeOpenRouter, fmt: 
     assert done.returncode == 0, done.stderr[-2000:]
     if fmt == "text":
         assert done.stdout == "".join(DEMO_CONTENT)
-    assert {"rill.session", "rill.sse", "rill.client", "httpx"} <= set(modules)
+    assert {"rill.stream.session", "rill.stream.sse", "rill.stream.client", "httpx"} <= set(modules)
     assert heavy_among(modules) == []

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rill.cli import app
-from rill.models import format_price, model_row, parse_models, per_million, read_cache
+from rill.config.models import format_price, model_row, parse_models, per_million, read_cache
 from tests.e2e import closed_stdout
 from tests.fakeserver import FakeOpenRouter
 

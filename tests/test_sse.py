@@ -1,4 +1,4 @@
-"""Tests for rill.sse: spec examples, real OpenRouter traffic, every chunk boundary."""
+"""Tests for rill.stream.sse: spec examples, real OpenRouter traffic, every chunk boundary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 
-from rill.sse import ServerSentEvent, SSEDecoder, iter_events
+from rill.stream.sse import ServerSentEvent, SSEDecoder, iter_events
 from tests.chunks import chunk_obj, compact
 
 BOM = b"\xef\xbb\xbf"
@@ -170,7 +170,7 @@ CASES = [
         b"data: \xff\xfe ok\n\ndata: \xf0\x9f\x98\n\nevent: \xc3\ndata: x\n\n",
         [E("\ufffd\ufffd ok"), E("\ufffd"), E("x", event="\ufffd")],
     ),
-    # --- legacy llama.cpp error field (non-standard, see rill.sse)
+    # --- legacy llama.cpp error field (non-standard, see rill.stream.sse)
     Case(
         "llama-error-field",
         b'error: {"code":500,"message":"boom","type":"server_error"}\n\ndata: [DONE]\n\n',

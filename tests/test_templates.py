@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from rill.cli import app
 from rill.commands.templates import skeleton
-from rill.prompting import load_template
+from rill.input.prompting import load_template
 from tests.e2e import run
 
 REVIEW = """\

@@ -8,7 +8,7 @@ import pytest
 
 from rill.errors import StreamError
 from rill.events import Chunk, Reasoning, ToolCall
-from rill.transcript import Transcript, normalize_usage
+from rill.stream.transcript import Transcript, normalize_usage
 from tests.chunks import chunk_obj
 
 

@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 from rich.cells import get_character_cell_size
 
+from rill.config.settings import Settings
 from rill.events import Chunk, Done, Error, Reasoning, Start, ToolCall
-from rill.mdstream import (
+from rill.output.formats import OutputFormat, TextRenderer, make_renderer
+from rill.stream.transcript import Transcript
+from rill.terminal.markdown import (
     Block,
     BlockSplitter,
     CodeEnd,
@@ -28,10 +31,7 @@ from rill.mdstream import (
     MdEvent,
     TerminalMarkdown,
 )
-from rill.render import OutputFormat, TextRenderer, make_renderer
-from rill.settings import Settings
-from rill.transcript import Transcript
-from rill.tty import (
+from rill.terminal.tty import (
     SafeText,
     Spinner,
     TerminalEvents,
@@ -712,9 +712,9 @@ def test_cancelled_run_keeps_the_partial_line() -> None:
 def test_rich_is_imported_only_for_markdown() -> None:
     code = (
         "import sys, io\n"
-        "from rill.tty import for_terminal\n"
-        "from rill.render import OutputFormat, TextRenderer\n"
-        "from rill.settings import Settings\n"
+        "from rill.terminal.tty import for_terminal\n"
+        "from rill.output.formats import OutputFormat, TextRenderer\n"
+        "from rill.config.settings import Settings\n"
         "class T(io.BytesIO):\n"
         "    def isatty(self): return True\n"
         "out = T()\n"
@@ -722,7 +722,7 @@ def test_rich_is_imported_only_for_markdown() -> None:
         "r = for_terminal(TextRenderer(out, tty=True), fmt=OutputFormat.text, settings=s,\n"
         "                 stdout_tty=True, stderr_tty=False, raw=False, out=out, env={{}})\n"
         "from rill.events import Chunk, Start\n"
-        "from rill.transcript import Transcript\n"
+        "from rill.stream.transcript import Transcript\n"
         "r.start(Start('c', 'm'), Transcript()); r.deltas(b'', [Chunk('hi')])\n"
         "print(sorted(m for m in ('rich', 'rich.markdown', 'pygments') if m in sys.modules))\n"
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 from rill.errors import Cancelled, ExitCode, RillError
 from rill.events import Delta, Error, Event, Start, Terminal
-from rill.transcript import Transcript
+from rill.stream.transcript import Transcript
 
 _END = object()
 
@@ -77,11 +77,11 @@ def stream_chat(
     """
     import dataclasses
 
-    from rill.client import ChatClient, make_http_client
-    from rill.prompting import build_messages
-    from rill.protocol import Request
-    from rill.session import NullRecorder
-    from rill.settings import resolve_settings
+    from rill.config.settings import resolve_settings
+    from rill.input.prompting import build_messages
+    from rill.stream.client import ChatClient, make_http_client
+    from rill.stream.protocol import Request
+    from rill.stream.session import NullRecorder
 
     flags = {
         "model": model,
@@ -122,7 +122,7 @@ def stream_chat(
 
 
 def _iterate(client: Any, request: Any, begin: Any) -> Iterator[Event]:
-    from rill.session import run_chat
+    from rill.stream.session import run_chat
 
     q: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()

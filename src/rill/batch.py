@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
 
 import httpx
 
-from rill.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient, make_http_client
+from rill.commands.prompt import _isatty, silence_stdout
+from rill.config.settings import Settings
 from rill.errors import APIError, Cancelled, ExitCode, NetworkError, RillError, UsageError
 from rill.events import Done, Error, Start, Terminal
-from rill.protocol import Request
-from rill.run import _isatty, silence_stdout
-from rill.session import NullRecorder, Recorder, run_chat, signals_handled
-from rill.settings import Settings
+from rill.stream.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient, make_http_client
+from rill.stream.protocol import Request
+from rill.stream.session import NullRecorder, Recorder, run_chat, signals_handled
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
@@ -219,7 +219,7 @@ class Defaults:
     reasoning_effort: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     prefix: str = ""
-    template: Any = None  # rill.prompting.Template
+    template: Any = None  # rill.input.prompting.Template
     params: dict[str, str] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
 
@@ -236,7 +236,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]]]:
     """(request, messages this new chat starts with). The item's fields win over the defaults."""
-    from rill.prompting import apply_template, build_messages, check_extra
+    from rill.input.prompting import apply_template, build_messages, check_extra
 
     system = item.system if item.system is not None else d.system
     if item.messages is not None:
@@ -824,8 +824,8 @@ def read_input(source: str | None, stdin: BinaryIO | None) -> bytes:
 
 def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Defaults]:
     """Settings and per-item defaults, with the same precedence as the prompt command."""
-    from rill.prompting import apply_template, load_template, merge_options
-    from rill.settings import resolve_paths, resolve_settings
+    from rill.config.settings import resolve_paths, resolve_settings
+    from rill.input.prompting import apply_template, load_template, merge_options
 
     flags = dict(args.flags)
     template = None

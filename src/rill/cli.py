@@ -17,9 +17,9 @@ from typer.core import TyperGroup
 
 from rill import __version__
 from rill.commands import options as opt
-from rill.completion import complete_chat
+from rill.commands.completion import complete_chat
 from rill.errors import ExitCode, RillError
-from rill.render import OutputFormat
+from rill.output.formats import OutputFormat
 
 SUBCOMMAND_HELP = (
     "Commands: rill ask PROMPT (same as rill PROMPT) · rill history list|show|rm|export|search · "
@@ -136,7 +136,7 @@ def _as_group() -> None:
 
 def err(message: str, secret: str | None = None) -> None:
     """One line on stderr, prefixed with the program name, never carrying the key."""
-    from rill.protocol import redact
+    from rill.stream.protocol import redact
 
     text = redact(message, secret or os.environ.get("OPENROUTER_API_KEY"))
     sys.stderr.write(f"rill: {text}\n")
@@ -245,8 +245,8 @@ def ask(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
 ) -> None:
-    from rill.prompting import parse_params
-    from rill.run import PromptArgs, run_prompt
+    from rill.commands.prompt import PromptArgs, run_prompt
+    from rill.input.prompting import parse_params
 
     if color is not None and color not in ("auto", "always", "never"):
         raise typer.BadParameter("must be auto, always or never", param_hint="--color")

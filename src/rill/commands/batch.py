@@ -83,7 +83,7 @@ def batch_command(
     no_history: opt.NoHistory = False,
 ) -> None:
     from rill.batch import BatchArgs, run_batch
-    from rill.prompting import parse_params
+    from rill.input.prompting import parse_params
 
     args = BatchArgs(
         input=input_file,

@@ -31,7 +31,7 @@ KeyArg = Annotated[str, typer.Argument(help="A config key, or aliases.NAME for a
 
 
 def _config_file() -> Path:
-    from rill.settings import resolve_paths
+    from rill.config.settings import resolve_paths
 
     return resolve_paths().config_file
 
@@ -57,7 +57,7 @@ def read_raw(path: Path) -> dict[str, Any]:
 def save(path: Path, data: dict[str, Any]) -> None:
     import tomli_w
 
-    from rill.models import write_private
+    from rill.config.models import write_private
 
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_private(path, tomli_w.dumps(data))
@@ -65,8 +65,8 @@ def save(path: Path, data: dict[str, Any]) -> None:
 
 def split_key(key: str) -> tuple[str, str | None]:
     """``"aliases.fast"`` → ``("aliases", "fast")``; ``"model"`` → ``("model", None)``."""
+    from rill.config.settings import CONFIG_KEYS
     from rill.errors import UsageError
-    from rill.settings import CONFIG_KEYS
 
     name, dot, alias = key.partition(".")
     if dot and name == "aliases" and alias:
@@ -81,8 +81,8 @@ def parse_value(key: str, alias: str | None, text: str) -> Any:
     """VALUE as TOML when it parses and suits the key, else the text itself; then validated."""
     import tomllib
 
+    from rill.config.settings import CONFIG_KEYS, check_config_value
     from rill.errors import ConfigError, UsageError
-    from rill.settings import CONFIG_KEYS, check_config_value
 
     value: Any
     try:
@@ -125,8 +125,8 @@ def config_show() -> None:
     """Print the settings in config.toml (the API key redacted)."""
     import tomli_w
 
-    from rill.protocol import redact
-    from rill.settings import load_config
+    from rill.config.settings import load_config
+    from rill.stream.protocol import redact
 
     path = _config_file()
     data = load_config(path)

@@ -24,8 +24,8 @@ history_app = typer.Typer(
 
 
 def open_store() -> HistoryStore:
+    from rill.config.settings import load_config, resolve_paths
     from rill.history import HistoryStore
-    from rill.settings import load_config, resolve_paths
 
     paths = resolve_paths()
     fmt = load_config(paths.config_file).get("history_format", "json")
@@ -72,7 +72,7 @@ def _text_filter() -> Callable[[str], str]:
     it (a model's answer can hold any) are shown instead of obeyed."""
     if not stdout_is_terminal():
         return str
-    from rill.tty import neutralise
+    from rill.terminal.tty import neutralise
 
     return neutralise
 

@@ -29,9 +29,9 @@ def models_command(
     base_url: opt.BaseUrl = None,
 ) -> None:
     """List the models of the configured server (cached for an hour)."""
-    from rill.models import load_models
-    from rill.models import search as search_models
-    from rill.settings import resolve_settings
+    from rill.config.models import load_models
+    from rill.config.models import search as search_models
+    from rill.config.settings import resolve_settings
 
     transport = ctx.obj.get("transport") if isinstance(ctx.obj, dict) else None
     settings = resolve_settings({"base_url": base_url}, warn=warn)
@@ -44,7 +44,7 @@ def models_command(
 
 
 def _print_models(models: list[dict[str, Any]]) -> None:
-    from rill.models import format_context, format_price, model_row
+    from rill.config.models import format_context, format_price, model_row
 
     rows = []
     for model in models:
@@ -64,7 +64,7 @@ def _print_models(models: list[dict[str, Any]]) -> None:
     from rich.text import Text
 
     from rill.commands.output import console
-    from rill.tty import neutralise
+    from rill.terminal.tty import neutralise
 
     table = Table(box=None, pad_edge=False, highlight=False)
     table.add_column(HEADER[0], overflow="fold")  # a narrow terminal folds an ID, never cuts it

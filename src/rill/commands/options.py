@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rill.completion import complete_model, complete_template
+from rill.commands.completion import complete_model, complete_template
 
 
 class ReasoningEffort(StrEnum):

@@ -26,8 +26,8 @@ def piped() -> Iterator[None]:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
+        from rill.commands.prompt import silence_stdout
         from rill.errors import ExitCode
-        from rill.run import silence_stdout
 
         silence_stdout()  # the interpreter's last flush must not fail again, loudly
         raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
@@ -64,7 +64,7 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from rill.tty import neutralise
+    from rill.terminal.tty import neutralise
 
     table = Table(*header, box=None, pad_edge=False, highlight=False)
     for row in rows:

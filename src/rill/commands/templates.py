@@ -2,7 +2,7 @@
 
 A template is ``templates/NAME.toml`` in the config folder, with the keys ``system``, ``prompt``
 (``{{name}}`` placeholders filled from ``-p NAME VALUE``), ``model`` and an ``[options]`` table;
-``rill.prompting`` reads and applies them. ``edit`` starts a missing template from a commented
+``rill.input.prompting`` reads and applies them. ``edit`` starts a missing template from a commented
 skeleton and removes it again when the editor leaves the skeleton untouched.
 """
 
@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
+from rill.commands.completion import complete_template
 from rill.commands.output import piped, stdout_is_terminal, warn, write_tsv
-from rill.completion import complete_template
 
 templates_app = typer.Typer(
     name="templates",
@@ -51,13 +51,13 @@ SKELETON = '''\
 
 
 def _templates_dir() -> Path:
-    from rill.settings import resolve_paths
+    from rill.config.settings import resolve_paths
 
     return resolve_paths().templates_dir
 
 
 def _path(name: str) -> Path:
-    from rill.prompting import template_path
+    from rill.input.prompting import template_path
 
     return template_path(_templates_dir(), name)
 
@@ -70,7 +70,7 @@ def skeleton(name: str) -> str:
 def templates_list() -> None:
     """List templates: name, model and placeholders."""
     from rill.errors import RillError
-    from rill.prompting import load_template
+    from rill.input.prompting import load_template
 
     folder = _templates_dir()
     names = sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
@@ -117,7 +117,7 @@ def templates_show(name: NameArg) -> None:
 @templates_app.command("edit")
 def templates_edit(name: NameArg) -> None:
     """Open a template in $VISUAL or $EDITOR (default vi), creating it if missing."""
-    from rill.prompting import load_template
+    from rill.input.prompting import load_template
 
     path = _path(name)
     created = not path.exists()

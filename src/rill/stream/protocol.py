@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rill import __version__
-from rill.settings import Settings
+from rill.config.settings import Settings
 
 #: Body fields only OpenRouter understands; other servers may reject unknown fields (PROTOCOL §9).
 OPENROUTER_ONLY_FIELDS = frozenset(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from rill.settings import resolve_paths
+from rill.config.settings import resolve_paths
 
 MODELS_CACHE = "models.json"
 
@@ -22,7 +22,7 @@ def complete_model(incomplete: str) -> list[str]:
     except (OSError, ValueError, AttributeError, TypeError):
         ids = []
     try:
-        from rill.settings import load_config
+        from rill.config.settings import load_config
 
         ids += list(load_config(paths.config_file).get("aliases", {}))
     except Exception:  # noqa: BLE001 - a broken config must not break Tab

@@ -7,7 +7,8 @@ the raw entries and ``rill models --json`` prints them, while ``model_row`` read
 table shows, tolerating whatever is missing.
 
 The cache file ``<cache_dir>/models.json`` is ``{"fetched_at": <unix seconds>, "base_url": ...,
-"data": [...]}``. Shell completion reads it too (``rill.completion``), so completing ``-m`` never
+"data": [...]}``. Shell completion reads it too
+(``rill.commands.completion``), so completing ``-m`` never
 touches the network. A cache written for another base URL is never reused. No key is needed to
 list models; one is sent when configured, under the same rules as a chat request.
 """
@@ -28,10 +29,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rill.completion import MODELS_CACHE
+from rill.commands.completion import MODELS_CACHE
+from rill.config.settings import Settings
 from rill.errors import APIError, ConfigError, NetworkError, TimeoutError_, error_for_status
-from rill.protocol import build_headers, parse_error_body
-from rill.settings import Settings
+from rill.stream.protocol import build_headers, parse_error_body
 
 #: How long a fetched list is reused, in seconds.
 CACHE_TTL = 3600.0
@@ -160,7 +161,7 @@ def fetch_models(
     settings: Settings, *, transport: httpx.BaseTransport | None = None
 ) -> list[dict[str, Any]]:
     """``GET {base_url}/models``; a non-200 status becomes the same typed error as in a chat."""
-    from rill.client import make_http_client
+    from rill.stream.client import make_http_client
 
     check_models_transport(settings)
     url = f"{settings.base_url}/models"

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from rill.chunked import ChunkedDecoder, ChunkedError
+from rill.config.settings import Settings
 from rill.errors import (
     APIError,
     ConfigError,
@@ -32,8 +32,8 @@ from rill.errors import (
     TimeoutError_,
     error_for_status,
 )
-from rill.protocol import Request, build_headers, build_payload, parse_error_body
-from rill.settings import Settings
+from rill.stream.chunked import ChunkedDecoder, ChunkedError
+from rill.stream.protocol import Request, build_headers, build_payload, parse_error_body
 
 RETRY_STATUSES = frozenset({408, 429, 502, 503})
 BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
@@ -225,7 +225,8 @@ def _direct_body(response: httpx.Response) -> tuple[bytes, Any] | None:
     """What h11 has buffered and the connection, when the body can be read past h11.
 
     A chunked HTTP/1.1 body is read straight from httpcore's network stream and de-chunked by
-    ``ChunkedDecoder`` (see ``rill.chunked`` for why: it is most of the cost of a fast stream).
+    ``ChunkedDecoder`` (see ``rill.stream.chunked`` for why: it is most of the cost of a fast
+    stream).
     The response headers came through httpx and h11 as usual; the bytes h11 received after them
     are taken from its public ``trailing_data``. Reaching h11 goes through private attributes of
     httpx and httpcore, so every step is checked: when anything differs (another transport, HTTP/2,

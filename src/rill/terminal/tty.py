@@ -33,12 +33,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO, cast
 
 from rill.events import Chunk, Delta, Done, Reasoning, Start, Terminal, ToolCall
-from rill.render import OutputFormat, Renderer
+from rill.output.formats import OutputFormat, Renderer
 
 if TYPE_CHECKING:
-    from rill.mdstream import TerminalMarkdown
-    from rill.settings import Settings
-    from rill.transcript import Transcript
+    from rill.config.settings import Settings
+    from rill.stream.transcript import Transcript
+    from rill.terminal.markdown import TerminalMarkdown
 
 DIM = "\x1b[2m"
 RESET = "\x1b[0m"
@@ -302,7 +302,7 @@ class _MarkdownSink:
 
     def prepare(self) -> TerminalMarkdown:
         if self.md is None:
-            from rill.mdstream import TerminalMarkdown
+            from rill.terminal.markdown import TerminalMarkdown
 
             width, height = terminal_size(self.out, self.env)
             self.md = TerminalMarkdown(color=self.color, width=width, height=height, env=self.env)

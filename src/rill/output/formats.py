@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, BinaryIO, Protocol
 
 from rill.events import Chunk, Delta, Done, Error, Reasoning, Start, Terminal, ToolCall
-from rill.transcript import Transcript
+from rill.stream.transcript import Transcript
 
 
 class OutputFormat(StrEnum):

@@ -25,13 +25,13 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Protocol
 
-from rill.client import ChatClient, reads
 from rill.errors import Cancelled, ExitCode, NetworkError, RillError, StreamError, TimeoutError_
 from rill.events import Chunk, Delta, Done, Error, Reasoning, Start, Terminal
-from rill.protocol import Request, redact
-from rill.render import Renderer
-from rill.sse import ServerSentEvent, SSEDecoder
-from rill.transcript import Transcript
+from rill.output.formats import Renderer
+from rill.stream.client import ChatClient, reads
+from rill.stream.protocol import Request, redact
+from rill.stream.sse import ServerSentEvent, SSEDecoder
+from rill.stream.transcript import Transcript
 
 
 class Recorder(Protocol):

@@ -17,7 +17,7 @@ from typing import Any
 
 from rill.errors import error_for_chunk
 from rill.events import Chunk, Delta, Reasoning, ToolCall
-from rill.protocol import error_message
+from rill.stream.protocol import error_message
 
 
 class _ToolCallState:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rill.errors import Cancelled, ExitCode, UsageError
-from rill.render import OutputFormat
+from rill.output.formats import OutputFormat
 
 NO_PROMPT = "no prompt: give words, '-' for stdin, or pipe text in (try rill --help)"
 
@@ -44,8 +44,8 @@ def _stderr(message: str) -> None:
 
 
 def run_prompt(args: PromptArgs) -> int:
-    from rill.client import ChatClient, make_http_client
-    from rill.prompting import (
+    from rill.config.settings import resolve_paths, resolve_settings
+    from rill.input.prompting import (
         apply_template,
         build_messages,
         check_extra,
@@ -53,8 +53,8 @@ def run_prompt(args: PromptArgs) -> int:
         load_template,
         merge_options,
     )
-    from rill.protocol import Request
-    from rill.settings import resolve_paths, resolve_settings
+    from rill.stream.client import ChatClient, make_http_client
+    from rill.stream.protocol import Request
 
     def warn(message: str) -> None:
         _stderr(f"rill: {message}")
@@ -125,8 +125,8 @@ def _stream(
     chat_id: str | None,
     turn: list[dict[str, Any]],
 ) -> int:
-    from rill.render import make_renderer
-    from rill.session import NullRecorder, run_chat
+    from rill.output.formats import make_renderer
+    from rill.stream.session import NullRecorder, run_chat
 
     def begin() -> Any:
         if store is None:
@@ -150,7 +150,7 @@ def _stream(
     if tty or stderr_tty:
         # Spinner, live markdown, dimmed reasoning and safe output exist only for terminals;
         # a plain pipe never imports any of it.
-        from rill.tty import for_terminal
+        from rill.terminal.tty import for_terminal
 
         renderer = for_terminal(
             renderer,
@@ -211,7 +211,7 @@ def format_stats(outcome: Any) -> str:
 
 
 def _print_dry_run(settings: Any, request: Any) -> int:
-    from rill.protocol import build_headers, build_payload, redacted_headers
+    from rill.stream.protocol import build_headers, build_payload, redacted_headers
 
     headers = redacted_headers(build_headers(settings, stream=request.stream), settings.api_key)
     body = build_payload(request, openrouter=settings.openrouter)

@@ -1,0 +1,1 @@
+"""Settings and the files that configure rill: config.toml, paths, the model cache."""
