@@ -1,6 +1,6 @@
 """Benchmark: ``rill batch`` throughput against the fake server, with a fixed latency per item.
 
-The fake OpenRouter server (``tests/fakeserver.py``, in this process) answers every request after
+The fake OpenRouter server (``rill.fake``, in this process) answers every request after
 ``--delay`` seconds (default 50 ms, ``Scenario(delay_headers=...)``) with a short streamed answer.
 For each ``-j`` value, ``rill batch`` runs ``--items`` prompts (default 1,000) as a subprocess
 and the wall time is compared with the ideal ``items × delay / jobs``. ``startup`` is the wall time
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakeserver import FakeOpenRouter, Scenario  # noqa: E402 - needs the path above
+from rill.fake import FakeOpenRouter, Scenario  # noqa: E402 - needs the path above
 
 _EXE = shutil.which("rill")
 RILL = [_EXE] if _EXE else [sys.executable, "-m", "rill"]

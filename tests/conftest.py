@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rill.fake import FakeOpenRouter
 from tests.e2e import reap_spawned
-from tests.fakeserver import FakeOpenRouter
 
 #: A proxy on loopback that nothing listens on (port 9, "discard"): connecting fails at once.
 DEAD_PROXY = "http://127.0.0.1:9"

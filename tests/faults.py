@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.fakeserver import FakeOpenRouter, Scenario
+from rill.fake import FakeOpenRouter, Scenario
 
 MIB = 1 << 20
 

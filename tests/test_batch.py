@@ -34,10 +34,10 @@ from rill.batch import (
 from rill.config.settings import Settings
 from rill.errors import UsageError
 from rill.events import Done, Error
+from rill.fake import FakeOpenRouter, Gate, Scenario
 from rill.history import HistoryStore, usage_total
 from rill.stream.protocol import Request
 from tests.e2e import RILL, finish, read_until, run, spawn, wait_until
-from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 
 # --- helpers -------------------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rill.cli import app
+from rill.fake import FakeOpenRouter, Scenario
 from rill.history import ExchangeStart, HistoryStore
 from tests.e2e import RILL, closed_stdout, stop
-from tests.fakeserver import FakeOpenRouter, Scenario
 from tests.test_history import dead_run, snapshot
 
 runner = CliRunner()

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from rill.fake import FakeOpenRouter, Gate, Scenario
 from tests.e2e import finish, read_until, run, spawn
-from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from rill.fake import FakeOpenRouter, Scenario
 from tests.e2e import run
-from tests.fakeserver import FakeOpenRouter, Scenario
 
 
 def _events(stdout: bytes) -> list[dict]:

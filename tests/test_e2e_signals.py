@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from rill.fake import FakeOpenRouter, Gate, Scenario
 from tests.e2e import finish, read_until, run, spawn, wait_until
-from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 
 PIECES = ["one ", "two ", "three ", "four "]
 

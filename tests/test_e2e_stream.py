@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from rill.fake import FakeOpenRouter, Gate, Scenario
 from tests.e2e import RILL, finish, read_until, run, spawn
-from tests.fakeserver import FakeOpenRouter, Gate, Scenario
 from tests.faults import FAULTS, Fault, readme_section
 
 

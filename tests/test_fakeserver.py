@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakeserver import (
+from rill.fake import (
     DEMO_CONTENT,
     ERROR_KINDS,
     LONG_CHUNKS,
@@ -863,14 +863,14 @@ def test_echo_and_repeat(fake_server: FakeOpenRouter) -> None:
 
 
 def test_command_line() -> None:
-    command = [sys.executable, "-m", "tests.fakeserver", "--no-auth", "--scenario", "echo"]
+    command = [sys.executable, "-m", "rill.fake", "--no-auth", "--scenario", "echo"]
     out, err = subprocess.PIPE, subprocess.PIPE
     with subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err, text=True) as proc:
         try:
             assert proc.stdout is not None and proc.stderr is not None
             assert select.select([proc.stdout], [], [], 10)[0], "no banner"
             line = proc.stdout.readline()
-            pattern = r"rill fake server listening on (http://127\.0\.0\.1:\d+/api/v1)\n"
+            pattern = r"(http://127\.0\.0\.1:\d+/api/v1)\n"
             m = re.fullmatch(pattern, line)
             assert m, line
             req = urllib.request.Request(

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.fakeserver import DEMO_CONTENT, FakeOpenRouter
+from rill.fake import DEMO_CONTENT, FakeOpenRouter
 
 #: Modules (and their submodules) a piped prompt must never import.
 HEAVY = (
@@ -26,6 +26,7 @@ HEAVY = (
     "rich.table",
     "rill.history",
     "rill.terminal.tty",
+    "rill.fake",
 )
 
 

@@ -21,8 +21,8 @@ from typer.testing import CliRunner, Result
 
 from rill.cli import app
 from rill.config.models import format_price, model_row, parse_models, per_million, read_cache
+from rill.fake import FakeOpenRouter
 from tests.e2e import closed_stdout
-from tests.fakeserver import FakeOpenRouter
 
 OPENROUTER = "https://openrouter.ai/api/v1"
 

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rill.cli import app
+from rill.fake import FakeOpenRouter, Scenario
 from tests.e2e import run
-from tests.fakeserver import FakeOpenRouter, Scenario
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakeserver import FakeOpenRouter, Gate, Scenario
+from rill.fake import FakeOpenRouter, Gate, Scenario
 from tests.tmux import Tmux
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

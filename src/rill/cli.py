@@ -296,13 +296,14 @@ for _target in (app, prompt_app):
 
 
 def _register_subcommands() -> None:
-    from rill.commands import batch, config, history, models, templates
+    from rill.commands import batch, config, fake, history, models, templates
 
     history.register(app)
     models.register(app)
     config.register(app)
     templates.register(app)
     batch.register(app)
+    fake.register(app)
 
 
 _register_subcommands()
