@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import select
 import signal
@@ -18,15 +19,19 @@ from typing import Any
 import pytest
 
 from rill.fake import (
+    CATALOGUE,
     DEMO_CONTENT,
     ERROR_KINDS,
     LONG_CHUNKS,
     MSG_NO_AUTH,
     MSG_USER_NOT_FOUND,
+    PERSONAS,
     FakeOpenRouter,
     Gate,
     Scenario,
+    canned_scenario,
 )
+from tests.e2e import RILL, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK_KEYS = ["id", "provider", "model", "object", "created", "choices"]
@@ -886,3 +891,279 @@ def test_command_line() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+# --- rill fake-server ---------------------------------------------------------------------
+
+
+def fake_server_process(*args: str) -> subprocess.Popen[str]:
+    command = [*RILL, "fake-server", *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def first_line(proc: subprocess.Popen[str], timeout: float = 10) -> str:
+    assert proc.stdout is not None
+    assert select.select([proc.stdout], [], [], timeout)[0], "no URL line"
+    return proc.stdout.readline()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_rill_fake_server_prints_its_url_and_stops_quietly(signum: int) -> None:
+    with fake_server_process("--port", "0", "--scenario", "hostile-nan") as proc:
+        try:
+            url = first_line(proc).rstrip("\n")
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/v1", url), url
+            req = urllib.request.Request(
+                url + "/chat/completions",
+                data=json.dumps(chat("any", stream=False)).encode(),
+                headers={"Authorization": "Bearer sk-or-v1-test"},
+            )
+            with _OPENER.open(req, timeout=5) as resp:
+                assert math.isnan(json.loads(resp.read())["usage"]["cost"])
+            proc.send_signal(signum)
+            assert proc.wait(timeout=10) == 0
+            assert proc.stderr is not None and proc.stderr.read() == ""
+        finally:
+            stop([proc])
+
+
+def test_a_busy_port_is_one_line_and_exit_2(fake_server: FakeOpenRouter) -> None:
+    for command in (
+        [*RILL, "fake-server", "--port", str(fake_server.port)],
+        [sys.executable, "-m", "rill.fake", "--port", str(fake_server.port)],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 2 and done.stdout == ""
+        assert re.fullmatch(
+            rf"rill: cannot listen on 127\.0\.0\.1:{fake_server.port}: .+\n", done.stderr
+        )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["fake-server", "--scenario", "nope"], ["fake-server", "--scenario", "hostile-key-nowhere"]],
+)
+def test_bad_fake_server_options_are_one_line_and_exit_2(args: list[str]) -> None:
+    done = subprocess.run([*RILL, *args], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("rill: unknown scenario") and done.stderr.count("\n") == 1
+
+
+def test_python_m_rill_fake_bad_option() -> None:
+    command = [sys.executable, "-m", "rill.fake", "--bogus"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert done.stderr == "rill: unrecognized arguments: --bogus (see python -m rill.fake --help)\n"
+
+
+def test_the_help_and_the_list_document_every_scenario() -> None:
+    listing = subprocess.run(
+        [*RILL, "fake-server", "--list-scenarios"], capture_output=True, text=True, timeout=30
+    )
+    module_help = subprocess.run(
+        [sys.executable, "-m", "rill.fake", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert listing.returncode == 0 and module_help.returncode == 0
+    for name, _ in CATALOGUE:
+        assert f"  {name}\n" in listing.stdout and f"  {name}\n" in module_help.stdout
+    command_help = subprocess.run(
+        [*RILL, "fake-server", "--help"], capture_output=True, text=True, timeout=30
+    ).stdout
+    flat = re.sub(r"(?<=\w-)\s+", "", " ".join(command_help.split()))  # words cut at hyphens
+    for word in ("--port", "--scenario", "--list-scenarios", "Exit status: 0", "busy port"):
+        assert word in flat
+    for name, _ in CATALOGUE:
+        if name.startswith("hostile-"):
+            assert name in flat
+
+
+def test_every_catalogue_entry_is_a_scenario() -> None:
+    examples = {"STATUS": "429", "KIND": "upstream", "N": "7", "SIZE": "3k", "FIELD": "model"}
+    examples["PLACE"] = "message"
+    for name, _ in CATALOGUE:
+        plain = re.sub(r"\[-[^]]*\]", "", name)  # without the optional parts
+        full = re.sub(r"\[-([^]|]*)[^]]*\]", r"-\1", name)  # with the first of each
+        for variant in {plain, full}:
+            key = re.sub(r"[A-Z]+", lambda m: examples[m[0]], variant)
+            assert canned_scenario(f"fake/{key}") is not None, key
+    for bad in ("hostile-nope", "hostile-key-url", "hostile-type-usage", "hostile-endless-line-x"):
+        assert canned_scenario(f"fake/{bad}") is None
+
+
+def test_the_commands_persona_choices_are_the_fakes() -> None:
+    from rill.commands.fake import Persona
+
+    assert tuple(p.value for p in Persona) == PERSONAS
+
+
+# --- hostile modes ------------------------------------------------------------------------
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def test_endless_line_is_sent_in_pieces_without_a_newline(fake_server: FakeOpenRouter) -> None:
+    assert canned_scenario("fake/hostile-endless-line") == Scenario(
+        endless_line_bytes=80 * 1024 * 1024
+    )
+    size = 1024 * 1024 + 5
+    r = RawStream(fake_server, chat("fake/hostile-endless-line-" + str(size)))
+    chunks = r.chunks()
+    raw = b"".join(chunks)
+    assert r.status == 200 and r.complete
+    head, _, line = raw.rpartition(b"\n\n")
+    assert data_of(head + b"\n\n")[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert line == b"data: " + b"a" * size
+    assert max(len(c) for c in chunks) <= 64 * 1024 and len(chunks) >= size // (64 * 1024)
+
+
+def test_endless_line_stops_when_the_client_leaves(fake_server: FakeOpenRouter) -> None:
+    r = RawStream(fake_server, chat("fake/hostile-endless-line"))  # 80 MiB
+    assert len(r.read_until(b"a" * 300_000)) < 80 * 1024 * 1024
+    r.close()
+    assert fake_server.wait_disconnect(10) is not None
+    assert fake_server.wait_idle(10)
+
+
+def deep_event(raw: bytes, key: bytes, depth: int) -> dict[str, Any]:
+    """The one data event holding ``key`` nested ``depth`` deep, that value replaced by 0."""
+    found = [e for e in events(raw) if nested(depth) in e]
+    assert len(found) == 1
+    event = found[0]
+    assert event.count(b"[" * depth) == 1 and b"[" * (depth + 1) not in event
+    assert b'"' + key + b'":' + nested(depth) in event
+    obj = json.loads(event.removeprefix(b"data: ").replace(nested(depth), b"0"))
+    assert isinstance(obj, dict)
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("where", "key"), [("content", "content"), ("reasoning", "reasoning_details")]
+)
+def test_deep_json_in_a_chunk(fake_server: FakeOpenRouter, where: str, key: str) -> None:
+    r, raw = stream(fake_server, chat(f"fake/hostile-deep-{where}"))
+    obj = deep_event(raw, key.encode(), 100_000)
+    assert obj["choices"][0]["delta"][key] == 0 and obj["model"] == "fake/hostile-deep-" + where
+    r, raw = stream(fake_server, chat(f"fake/hostile-deep-{where}-3000"))
+    deep_event(raw, key.encode(), 3000)
+    texts = [d.get("content") for d in deltas([o for o in data_of_lenient(raw)])]
+    assert "".join(t for t in texts if isinstance(t, str)) == "Before the deep chunk. After it."
+    assert raw.endswith(b"data: [DONE]\n\n")
+
+
+def data_of_lenient(raw: bytes) -> list[Any]:
+    """``data_of`` without the events too deep for ``json``."""
+    return [json.loads(e[6:]) for e in events(raw) if e.startswith(b"data: {") and b"[[[[" not in e]
+
+
+def test_deep_json_in_an_error_body(fake_server: FakeOpenRouter) -> None:
+    for stream_ in (True, False):
+        status, headers, body = request(
+            fake_server, "/chat/completions", chat("fake/hostile-deep-error-50000", stream=stream_)
+        )
+        assert status == 502 and headers["Content-Type"] == "application/json"
+        assert body.count(b"[") == 50_000 and nested(50_000) in body
+        error = json.loads(body.replace(nested(50_000), b"0"))["error"]
+        assert error["code"] == 502 and error["metadata"]["raw"] == 0
+    status, _, body = request(fake_server, "/chat/completions", chat("fake/hostile-deep-error"))
+    assert status == 502 and nested(100_000) in body
+
+
+@pytest.mark.parametrize("field", ["finish_reason", "model", "provider", "id"])
+@pytest.mark.parametrize("kind", ["object", "number"])
+def test_fields_of_the_wrong_type(fake_server: FakeOpenRouter, field: str, kind: str) -> None:
+    value = {"object": {"unexpected": ["object"]}, "number": 42}[kind]
+    r, raw = stream(fake_server, chat(f"fake/hostile-type-{field}-{kind}"))
+    objs = [o for o in data_of(raw) if isinstance(o, dict)]
+    assert len(objs) >= 3
+    if field == "finish_reason":
+        reasons = [o["choices"][0]["finish_reason"] for o in objs if o["choices"]]
+        assert reasons[-1] == value and set(map(str, reasons[:-1])) == {"None"}
+    else:
+        assert all(o[field] == value for o in objs)
+    assert "".join(d.get("content") or "" for d in deltas(objs)) == "".join(DEMO_CONTENT)
+    status, _, body = request(
+        fake_server, "/chat/completions", chat(f"fake/hostile-type-{field}", stream=False)
+    )
+    whole = json.loads(body)
+    got = whole["choices"][0]["finish_reason"] if field == "finish_reason" else whole[field]
+    assert status == 200 and got == {"unexpected": ["object"]}
+
+
+KEY = "sk-or-v1-" + "0123456789abcdef" * 4
+
+
+@pytest.fixture
+def keyed(fake_server: FakeOpenRouter) -> FakeOpenRouter:
+    fake_server.api_key = KEY  # a key as long as a real one (reset() restores the default)
+    return fake_server
+
+
+def test_an_error_code_echoing_the_key(keyed: FakeOpenRouter) -> None:
+    status, headers, body = request(keyed, "/chat/completions", chat("fake/hostile-key-code"))
+    assert status == 400 and headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == KEY
+
+
+def test_error_metadata_echoing_the_key(keyed: FakeOpenRouter) -> None:
+    status, _, body = request(keyed, "/chat/completions", chat("fake/hostile-key-metadata"))
+    metadata = json.loads(body)["error"]["metadata"]
+    assert status == 400 and metadata["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert KEY in json.loads(metadata["raw"])["error"]["message"]
+
+
+def test_a_long_message_echoing_the_key_at_490(keyed: FakeOpenRouter) -> None:
+    status, _, body = request(keyed, "/chat/completions", chat("fake/hostile-key-message"))
+    message = json.loads(body)["error"]["message"]
+    assert status == 400 and len(message) == 600 and message.index(KEY) == 490
+    assert message.count(KEY) == 1
+
+
+def test_broken_json_echoing_the_key(keyed: FakeOpenRouter) -> None:
+    status, headers, body = request(keyed, "/chat/completions", chat("fake/hostile-key-malformed"))
+    assert status == 400 and headers["Content-Type"] == "application/json"
+    assert f"Bearer {KEY}".encode() in body
+    with pytest.raises(ValueError):
+        json.loads(body)
+
+
+def test_a_midstream_error_echoing_the_key(keyed: FakeOpenRouter) -> None:
+    r, raw = stream(keyed, chat("fake/hostile-key-midstream"), headers={})
+    objs = data_of(raw)
+    assert [d["content"] for d in deltas(objs[1:3])] == ["One, ", "two, "]
+    error = objs[-1]["error"]
+    assert KEY in error["message"] and error["metadata"]["key"] == KEY
+
+
+def test_the_echo_without_a_key(fake_server: FakeOpenRouter) -> None:
+    fake_server.require_auth = False
+    status, _, body = request(
+        fake_server, "/chat/completions", chat("fake/hostile-key-code"), key=None
+    )
+    assert status == 400 and json.loads(body)["error"]["code"] == "(no key sent)"
+
+
+@pytest.mark.parametrize(
+    ("name", "literals"),
+    [
+        ("nan", [b'"cost":NaN', b'"prompt_tokens":NaN', b'"completion_tokens":NaN']),
+        (
+            "infinity",
+            [b'"cost":Infinity', b'"total_tokens":Infinity', b'"completion_tokens":-Infinity'],
+        ),
+    ],
+)
+def test_usage_numbers_as_nan_and_infinity(
+    fake_server: FakeOpenRouter, name: str, literals: list[bytes]
+) -> None:
+    r, raw = stream(fake_server, chat(f"fake/hostile-{name}"))
+    usage_event = [e for e in events(raw) if b'"usage"' in e]
+    assert len(usage_event) == 1 and all(lit in usage_event[0] for lit in literals)
+    usage = data_of(raw)[-2]["usage"]
+    cost = usage["cost"]
+    assert math.isnan(cost) if name == "nan" else cost == math.inf
+    _, _, body = request(
+        fake_server, "/chat/completions", chat(f"fake/hostile-{name}", stream=False)
+    )
+    assert all(lit in body for lit in literals)

@@ -21,8 +21,11 @@ A request for the model fake/NAME gets the canned scenario NAME; --scenario NAME
 other model with it. Scenarios (--list-scenarios describes each): demo, echo, \
 error-STATUS[-KIND], midstream-error, truncated, broken-json, silent-failure, slow, stall, \
 keepalive, reasoning, tools, length, no-usage, split, huge, long[-N]; and hostile modes for \
-hardening tests: hostile-endless-line[-SIZE], hostile-deep-content|reasoning|error[-N], \
-hostile-type-FIELD, hostile-key-PLACE, hostile-nan, hostile-infinity.
+hardening tests: hostile-endless-line[-SIZE] (a line that never ends), hostile-deep-content[-N], \
+hostile-deep-reasoning[-N], hostile-deep-error[-N] (JSON nested N deep), \
+hostile-type-FIELD[-object|-number] (id, model, provider or finish_reason of the wrong type), \
+hostile-key-PLACE (an error echoing the API key; code, metadata, message, malformed, \
+midstream), hostile-nan, hostile-infinity (usage numbers).
 
 Exit status: 0 when stopped by a signal, 2 for an unknown scenario or an address that cannot \
 be bound (a busy port)."""
