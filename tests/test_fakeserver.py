@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -1167,3 +1168,31 @@ def test_usage_numbers_as_nan_and_infinity(
         fake_server, "/chat/completions", chat(f"fake/hostile-{name}", stream=False)
     )
     assert all(lit in body for lit in literals)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The absolute module names ``path`` imports."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_rill_fake_sits_on_the_bottom_layers_and_only_its_command_imports_it() -> None:
+    src = ROOT / "src" / "rill"
+    bottom = {"rill", "rill.errors", "rill.events", "rill.env"}
+    for path in (src / "fake").glob("*.py"):
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            ok = name in bottom or name.startswith("rill.fake") or top in sys.stdlib_module_names
+            assert ok, f"{path.name} imports {name}"
+    importers = [
+        p.relative_to(src).as_posix()
+        for p in src.rglob("*.py")
+        if "fake" not in p.relative_to(src).parts[:1]
+        and any(n == "rill.fake" or n.startswith("rill.fake.") for n in imports_of(p))
+    ]
+    assert importers == ["commands/fake.py"]
