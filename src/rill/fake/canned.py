@@ -51,6 +51,55 @@ CATALOGUE: list[tuple[str, str]] = [
 ]
 
 
+_THREE = ["One, ", "two, ", "three, ", "four, ", "five."]
+#: The scenarios without parameters (echo needs the request, so canned_scenario builds it).
+_FIXED: dict[str, Callable[[], Scenario]] = {
+    "demo": lambda: Scenario(content=list(DEMO_CONTENT)),
+    "midstream-error": lambda: Scenario(content=list(_THREE), midstream_error_after=3),
+    "midstream-error-empty": lambda: Scenario(
+        content=list(_THREE),
+        midstream_error_after=3,
+        midstream_error={"code": "server_error", "message": "Internal server error"},
+        midstream_error_choices_empty=True,
+        done_after_error=True,
+    ),
+    "truncated": lambda: Scenario(content=list(_THREE), abrupt_close_after=3),
+    "broken-json": lambda: Scenario(content=list(_THREE), raw_event_after=2),
+    "silent-failure": Scenario.silent_failure,
+    "slow": lambda: Scenario(content=[f"chunk {i}\n" for i in range(20)], chunk_delay=0.2),
+    "stall": lambda: Scenario(
+        content=list(_THREE), stall_after=3, stall_seconds=3.0, keepalive_every=0.5
+    ),
+    "keepalive": lambda: Scenario(
+        content=list(DEMO_CONTENT), delay_first_data=2.0, keepalive_every=0.25
+    ),
+    "reasoning": lambda: Scenario(
+        reasoning=["Let me think", " about this", " carefully."],
+        content=["The answer", " is 42."],
+    ),
+    "tools": lambda: Scenario(
+        tool_calls=[
+            {"name": "get_weather", "arguments": {"location": "Paris, France", "unit": "c"}},
+            {"name": "get_time", "arguments": {"timezone": "Europe/Paris"}},
+        ],
+        argument_split=7,
+    ),
+    "length": lambda: Scenario(content=["This answer was cut", " short"], finish_reason="length"),
+    "no-usage": lambda: Scenario(content=list(DEMO_CONTENT), usage_style=None),
+    "legacy-usage": lambda: Scenario(content=list(DEMO_CONTENT), usage_style="legacy"),
+    "no-done": lambda: Scenario(content=list(DEMO_CONTENT), send_done=False),
+    "crlf": lambda: Scenario(content=list(DEMO_CONTENT), line_ending="\r\n"),
+    "cr": lambda: Scenario(content=list(DEMO_CONTENT), line_ending="\r"),
+    "split": lambda: Scenario(
+        content=["Grüße ", "aus ", "Köln — ", "日本語の", "テキスト ", "🎉🎉 ", "done."],
+        split="bytes",
+        split_max=7,
+    ),
+    "huge": lambda: Scenario(content=["big: "], huge_piece_bytes=4 * 1024 * 1024),
+    "paced": lambda: Scenario.paced(50, 0.02),
+}
+
+
 def _last_user_text(body: Mapping[str, Any] | None) -> str:
     for message in reversed((body or {}).get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
@@ -74,56 +123,9 @@ def canned_scenario(name: str, body: Mapping[str, Any] | None = None) -> Scenari
     if m := re.fullmatch(r"long(-events)?(?:-(\d+))?", key):
         n = int(m[2]) if m[2] else LONG_CHUNKS
         return Scenario.long(n, split="event" if m[1] else "coalesce")
-    three = ["One, ", "two, ", "three, ", "four, ", "five."]
-    table: dict[str, Callable[[], Scenario]] = {
-        "demo": lambda: Scenario(content=list(DEMO_CONTENT)),
-        "echo": lambda: Scenario(content=_words(_last_user_text(body)) or ["(no user message)"]),
-        "midstream-error": lambda: Scenario(content=three, midstream_error_after=3),
-        "midstream-error-empty": lambda: Scenario(
-            content=three,
-            midstream_error_after=3,
-            midstream_error={"code": "server_error", "message": "Internal server error"},
-            midstream_error_choices_empty=True,
-            done_after_error=True,
-        ),
-        "truncated": lambda: Scenario(content=three, abrupt_close_after=3),
-        "broken-json": lambda: Scenario(content=three, raw_event_after=2),
-        "silent-failure": Scenario.silent_failure,
-        "slow": lambda: Scenario(content=[f"chunk {i}\n" for i in range(20)], chunk_delay=0.2),
-        "stall": lambda: Scenario(
-            content=three, stall_after=3, stall_seconds=3.0, keepalive_every=0.5
-        ),
-        "keepalive": lambda: Scenario(
-            content=list(DEMO_CONTENT), delay_first_data=2.0, keepalive_every=0.25
-        ),
-        "reasoning": lambda: Scenario(
-            reasoning=["Let me think", " about this", " carefully."],
-            content=["The answer", " is 42."],
-        ),
-        "tools": lambda: Scenario(
-            tool_calls=[
-                {"name": "get_weather", "arguments": {"location": "Paris, France", "unit": "c"}},
-                {"name": "get_time", "arguments": {"timezone": "Europe/Paris"}},
-            ],
-            argument_split=7,
-        ),
-        "length": lambda: Scenario(
-            content=["This answer was cut", " short"], finish_reason="length"
-        ),
-        "no-usage": lambda: Scenario(content=list(DEMO_CONTENT), usage_style=None),
-        "legacy-usage": lambda: Scenario(content=list(DEMO_CONTENT), usage_style="legacy"),
-        "no-done": lambda: Scenario(content=list(DEMO_CONTENT), send_done=False),
-        "crlf": lambda: Scenario(content=list(DEMO_CONTENT), line_ending="\r\n"),
-        "cr": lambda: Scenario(content=list(DEMO_CONTENT), line_ending="\r"),
-        "split": lambda: Scenario(
-            content=["Grüße ", "aus ", "Köln — ", "日本語の", "テキスト ", "🎉🎉 ", "done."],
-            split="bytes",
-            split_max=7,
-        ),
-        "huge": lambda: Scenario(content=["big: "], huge_piece_bytes=4 * 1024 * 1024),
-        "paced": lambda: Scenario.paced(50, 0.02),
-    }
-    build = table.get(key)
+    if key == "echo":
+        return Scenario(content=_words(_last_user_text(body)) or ["(no user message)"])
+    build = _FIXED.get(key)
     return build() if build else None
 
 

@@ -275,37 +275,7 @@ def completion_body(
     """The ``chat.completion`` object of a non-streaming answer."""
     s, p = ctx.scenario, ctx.persona
     err_at = midstream_position(s, len(pieces))
-    sent = pieces if err_at is None else pieces[:err_at]
-    builder = Builder(ctx)
-    texts = []
-    for kind, payload in sent:
-        if kind == "content":
-            texts.append(payload)
-        elif kind == "lazy":
-            texts.append(s.content_fn(payload) if s.content_fn else f"{time.time_ns()}\n")
-    reasoning = "".join(payload for kind, payload in sent if kind == "reasoning")
-    calls = merge_tool_fragments(f for kind, frags in sent if kind == "tool" for f in frags)
-    for call in calls:
-        call.pop("index", None)
-    text = "".join(texts)
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
-    if p in ("openrouter", "openai"):
-        message["refusal"] = None
-    if p == "openrouter":
-        message["reasoning"] = reasoning or None
-        if reasoning and s.reasoning_details:
-            detail = {
-                "type": "reasoning.text",
-                "text": reasoning,
-                "signature": s.reasoning_signature,
-            }
-            message["reasoning_details"] = [
-                {**detail, "id": None, "format": "anthropic-claude-v1", "index": 0}
-            ]
-    elif reasoning:
-        message[builder.rfield] = reasoning
-    if calls:
-        message["tool_calls"] = calls
+    message = _message(ctx, pieces if err_at is None else pieces[:err_at])
     reason, native = finish_reasons(s, pieces)
     choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": reason}
     if p == "openrouter":
@@ -333,3 +303,38 @@ def completion_body(
     if usage is not None:
         body["usage"] = usage
     return body
+
+
+def _message(ctx: Ctx, sent: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The assistant message of a non-streaming answer made of the pieces ``sent``."""
+    s, p = ctx.scenario, ctx.persona
+    texts = []
+    for kind, payload in sent:
+        if kind == "content":
+            texts.append(payload)
+        elif kind == "lazy":
+            texts.append(s.content_fn(payload) if s.content_fn else f"{time.time_ns()}\n")
+    reasoning = "".join(payload for kind, payload in sent if kind == "reasoning")
+    calls = merge_tool_fragments(f for kind, frags in sent if kind == "tool" for f in frags)
+    for call in calls:
+        call.pop("index", None)
+    text = "".join(texts)
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
+    if p in ("openrouter", "openai"):
+        message["refusal"] = None
+    if p == "openrouter":
+        message["reasoning"] = reasoning or None
+        if reasoning and s.reasoning_details:
+            detail = {
+                "type": "reasoning.text",
+                "text": reasoning,
+                "signature": s.reasoning_signature,
+            }
+            message["reasoning_details"] = [
+                {**detail, "id": None, "format": "anthropic-claude-v1", "index": 0}
+            ]
+    elif reasoning:
+        message[Builder(ctx).rfield] = reasoning
+    if calls:
+        message["tool_calls"] = calls
+    return message

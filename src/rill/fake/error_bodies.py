@@ -76,95 +76,119 @@ def _next_midnight_ms() -> str:
     return str((int(time.time() // 86400) + 1) * 86400 * 1000)
 
 
-def _openrouter_error(
-    status: int, kind: str, model: str, provider: str, ratelimit: dict[str, str]
-) -> tuple[str, dict[str, Any] | None, dict[str, Any]]:
-    """(message, metadata, top-level extras) of an OpenRouter error body."""
-    user = {"user_id": USER_ID}
-    meta: dict[str, Any] | None
-    if status == 400:
-        if kind == "context-length":
-            msg = (
-                "This endpoint's maximum context length is 128000 tokens. However, you requested "
-                "about 210000 tokens (200000 of text input, 10000 in the output). Please reduce "
-                "the length of either one."
-            )
-            return msg, {"error_type": "context_length_exceeded", "provider_name": None}, {}
-        if kind == "stream-options":
-            return "Unrecognized request argument supplied: stream_options", None, {}
-        return f"{model} is not a valid model ID", None, {}
-    if status == 401:
-        texts = {
-            "user-not-found": MSG_USER_NOT_FOUND,
-            "no-auth-legacy": "No auth credentials found",
-        }
-        return texts.get(kind, MSG_NO_AUTH), None, {}
-    if status == 402:
-        if kind == "insufficient":
-            return "Insufficient credits. Add more using https://openrouter.ai/credits", None, user
-        if kind == "key-limit":
-            msg = (
-                "This request requires more credits, or fewer max_tokens. You requested up to "
-                "4096 tokens, but can only afford 1200. To increase, visit "
-                "https://openrouter.ai/settings/keys and create a key with a higher total limit"
-            )
-            return msg, {"provider_name": None}, user
+_Parts = tuple[str, dict[str, Any] | None, dict[str, Any]]
+_USER = {"user_id": USER_ID}
+
+
+def _bad_request(kind: str, model: str, provider: str, ratelimit: dict[str, str]) -> _Parts:
+    if kind == "context-length":
         msg = (
-            "This request requires more credits, or fewer max_tokens. You requested up to 65536 "
-            "tokens, but can only afford 3395. To increase, visit "
-            "https://openrouter.ai/settings/credits and upgrade to a paid account"
+            "This endpoint's maximum context length is 128000 tokens. However, you requested "
+            "about 210000 tokens (200000 of text input, 10000 in the output). Please reduce "
+            "the length of either one."
         )
-        return msg, {"provider_name": None}, user
-    if status == 403:
-        if kind == "guardrail":
-            return "Request blocked by guardrail", {"patterns": ["credit-card-number"]}, {}
+        return msg, {"error_type": "context_length_exceeded", "provider_name": None}, {}
+    if kind == "stream-options":
+        return "Unrecognized request argument supplied: stream_options", None, {}
+    return f"{model} is not a valid model ID", None, {}
+
+
+def _unauthorized(kind: str, model: str, provider: str, ratelimit: dict[str, str]) -> _Parts:
+    texts = {"user-not-found": MSG_USER_NOT_FOUND, "no-auth-legacy": "No auth credentials found"}
+    return texts.get(kind, MSG_NO_AUTH), None, {}
+
+
+def _payment(kind: str, model: str, provider: str, ratelimit: dict[str, str]) -> _Parts:
+    if kind == "insufficient":
+        return "Insufficient credits. Add more using https://openrouter.ai/credits", None, _USER
+    if kind == "key-limit":
         msg = (
-            f"{model} requires moderation on {provider}. Your input was flagged for "
-            '"harassment". No credits were charged.'
+            "This request requires more credits, or fewer max_tokens. You requested up to "
+            "4096 tokens, but can only afford 1200. To increase, visit "
+            "https://openrouter.ai/settings/keys and create a key with a higher total limit"
         )
-        meta = {
-            "reasons": ["harassment"],
-            "flagged_input": "you are all idiots and I will...",
-            "provider_name": provider,
-            "model_slug": model,
-        }
-        return msg, meta, {}
-    if status == 429:
-        if kind == "upstream":
-            raw = {
-                "error": {
-                    "message": f"{model} is temporarily rate-limited upstream. Please retry "
-                    "shortly, or add your own key to accumulate your rate limits: "
-                    "https://openrouter.ai/settings/integrations",
-                    "type": "rate_limit_exceeded",
-                }
+        return msg, {"provider_name": None}, _USER
+    msg = (
+        "This request requires more credits, or fewer max_tokens. You requested up to 65536 "
+        "tokens, but can only afford 3395. To increase, visit "
+        "https://openrouter.ai/settings/credits and upgrade to a paid account"
+    )
+    return msg, {"provider_name": None}, _USER
+
+
+def _forbidden(kind: str, model: str, provider: str, ratelimit: dict[str, str]) -> _Parts:
+    if kind == "guardrail":
+        return "Request blocked by guardrail", {"patterns": ["credit-card-number"]}, {}
+    msg = (
+        f"{model} requires moderation on {provider}. Your input was flagged for "
+        '"harassment". No credits were charged.'
+    )
+    meta = {
+        "reasons": ["harassment"],
+        "flagged_input": "you are all idiots and I will...",
+        "provider_name": provider,
+        "model_slug": model,
+    }
+    return msg, meta, {}
+
+
+def _rate_limited(kind: str, model: str, provider: str, ratelimit: dict[str, str]) -> _Parts:
+    if kind == "upstream":
+        raw = {
+            "error": {
+                "message": f"{model} is temporarily rate-limited upstream. Please retry "
+                "shortly, or add your own key to accumulate your rate limits: "
+                "https://openrouter.ai/settings/integrations",
+                "type": "rate_limit_exceeded",
             }
-            meta = {
-                "raw": json.dumps(raw),
-                "provider_name": provider,
-                "error_type": "rate_limit_exceeded",
-                "limit_source": "upstream_provider_shared_pool",
-                "is_byok": False,
-            }
-            return "Provider returned error", meta, user
-        msg = (
-            "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model "
-            "requests per day"
-        )
-        meta = {
-            "headers": ratelimit,
-            "limit_source": "openrouter_free_tier_daily",
-            "provider_name": None,
         }
-        return msg, meta, user
-    if status == 502:
-        raw = {"error": {"message": "The server had an error.", "type": "server_error"}}
         meta = {
             "raw": json.dumps(raw),
             "provider_name": provider,
-            "error_type": "provider_unavailable",
+            "error_type": "rate_limit_exceeded",
+            "limit_source": "upstream_provider_shared_pool",
+            "is_byok": False,
         }
-        return "Provider returned error", meta, {}
+        return "Provider returned error", meta, _USER
+    msg = (
+        "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model "
+        "requests per day"
+    )
+    meta = {
+        "headers": ratelimit,
+        "limit_source": "openrouter_free_tier_daily",
+        "provider_name": None,
+    }
+    return msg, meta, _USER
+
+
+def _bad_gateway(kind: str, model: str, provider: str, ratelimit: dict[str, str]) -> _Parts:
+    raw = {"error": {"message": "The server had an error.", "type": "server_error"}}
+    meta = {
+        "raw": json.dumps(raw),
+        "provider_name": provider,
+        "error_type": "provider_unavailable",
+    }
+    return "Provider returned error", meta, {}
+
+
+_BY_STATUS = {
+    400: _bad_request,
+    401: _unauthorized,
+    402: _payment,
+    403: _forbidden,
+    429: _rate_limited,
+    502: _bad_gateway,
+}
+
+
+def _openrouter_error(
+    status: int, kind: str, model: str, provider: str, ratelimit: dict[str, str]
+) -> _Parts:
+    """(message, metadata, top-level extras) of an OpenRouter error body."""
+    special = _BY_STATUS.get(status)
+    if special is not None:
+        return special(kind, model, provider, ratelimit)
     simple = {
         404: (f"No endpoints found for {model}.", None),
         408: ("Operation timed out. Please try again later.", "timeout"),
@@ -177,7 +201,7 @@ def _openrouter_error(
         529: ("Provider is overloaded. Please try again later.", "provider_overloaded"),
     }
     msg, etype = simple.get(status, (phrase(status), None))
-    meta = None if etype is None else {"error_type": etype}
+    meta: dict[str, Any] | None = None if etype is None else {"error_type": etype}
     if status == 529 and meta is not None:
         meta["provider_name"] = provider
     return msg, meta, {}

@@ -165,9 +165,32 @@ def stream_body(
     if s.endless_line_bytes is not None:
         hostile.write_endless_line(w, s.endless_line_bytes)
         return None
+    err_at = midstream_position(s, len(pieces))
+    _write_pieces(ctx, b, w, pieces, err_at, keepalive)
+    if err_at is not None:
+        tail, finish = _error_tail(ctx, b), None
+    else:
+        tail, finish = _finish_tail(fake, ctx, b, pieces)
+    if tail:
+        tail[-1] = b.final(tail[-1])
+    for event in tail:
+        w.pace()
+        w.write(event)
+    return finish
+
+
+def _write_pieces(
+    ctx: Ctx,
+    b: Builder,
+    w: Writer,
+    pieces: list[tuple[str, Any]],
+    err_at: int | None,
+    keepalive: bytes | None,
+) -> None:
+    """The pieces up to the scripted error, cut (``Close``), stall, gate or raw event."""
+    s = ctx.scenario
     n = len(pieces)
     cut = None if s.abrupt_close_after is None else min(s.abrupt_close_after, n)
-    err_at = midstream_position(s, n)
     every = s.keepalive_every_chunks
     for i in range(n + 1):
         w.sent = i
@@ -175,7 +198,7 @@ def stream_body(
             w.flush()
             raise Close
         if i in (err_at, n):
-            break
+            return
         if i == s.stall_after and s.stall_seconds > 0:
             w.idle(s.stall_seconds, s.keepalive_every)
         if s.gate is not None and i >= 1:
@@ -187,34 +210,33 @@ def stream_body(
         w.pace()
         kind, payload = pieces[i]
         w.write(b.piece(kind, payload))
-    finish = None
-    if err_at is not None:
-        error = s.midstream_error or DEFAULT_MIDSTREAM
-        if s.echo_key == "midstream":
-            error = hostile.midstream_key_error(hostile.key_of(ctx.request.headers))
-        tail = [b.error_event(error)]
-        if s.done_after_error or ctx.persona == "llamacpp-legacy":
-            tail.append(b.done())
-    else:
-        counts = token_counts(ctx, pieces)
-        usage = None
-        if s.usage_style is not None:
-            usage = build_usage(ctx, counts, model_price(fake.models, ctx.model))
-        finish = finish_reasons(s, pieces)
-        tail = []
-        if s.send_finish:
-            tail.append(b.finish(finish[0], finish[1], usage))
-        usage_event = b.usage_event(usage)
-        if usage_event is not None:
-            tail.append(usage_event)
-        if s.send_done:
-            tail.append(b.done())
-    if tail:
-        tail[-1] = b.final(tail[-1])
-    for event in tail:
-        w.pace()
-        w.write(event)
-    return finish
 
 
-# side endpoints
+def _error_tail(ctx: Ctx, b: Builder) -> list[bytes]:
+    s = ctx.scenario
+    error = s.midstream_error or DEFAULT_MIDSTREAM
+    if s.echo_key == "midstream":
+        error = hostile.midstream_key_error(hostile.key_of(ctx.request.headers))
+    tail = [b.error_event(error)]
+    if s.done_after_error or ctx.persona == "llamacpp-legacy":
+        tail.append(b.done())
+    return tail
+
+
+def _finish_tail(
+    fake: FakeOpenRouter, ctx: Ctx, b: Builder, pieces: list[tuple[str, Any]]
+) -> tuple[list[bytes], tuple[str, str]]:
+    s = ctx.scenario
+    usage = None
+    if s.usage_style is not None:
+        usage = build_usage(ctx, token_counts(ctx, pieces), model_price(fake.models, ctx.model))
+    finish = finish_reasons(s, pieces)
+    tail = []
+    if s.send_finish:
+        tail.append(b.finish(finish[0], finish[1], usage))
+    usage_event = b.usage_event(usage)
+    if usage_event is not None:
+        tail.append(usage_event)
+    if s.send_done:
+        tail.append(b.done())
+    return tail, finish

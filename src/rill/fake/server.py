@@ -299,27 +299,7 @@ class FakeOpenRouter:
         if scenario is None:
             self.send_auth_error(h, failure or "no-auth", persona)
             return
-        requested = str(body.get("model") or "")
-        created = scenario.created if scenario.created is not None else int(time.time())
-        options: dict[str, Any] = body.get("stream_options") or {}
-        reasoning: dict[str, Any] = body.get("reasoning") or {}
-        options = options if isinstance(options, dict) else {}
-        reasoning = reasoning if isinstance(reasoning, dict) else {}
-        ctx = Ctx(
-            scenario=scenario,
-            persona=persona,
-            body=body,
-            requested_model=requested or DEFAULT_MODEL,
-            model=scenario.served_model or requested or DEFAULT_MODEL,
-            gen_id=scenario.generation_id or new_id(persona, created),
-            created=created,
-            include_usage=options.get("include_usage") is True,
-            continuous_usage=options.get("continuous_usage_stats") is True,
-            reasoning_excluded=reasoning.get("exclude") is True
-            or body.get("include_reasoning") is False,
-            epoch=epoch,
-            request=rec,
-        )
+        ctx = _context(scenario, persona, rec, body, epoch)
         with self._cond:
             self._active += 1
         try:
@@ -381,3 +361,30 @@ class FakeOpenRouter:
             gen.done = True
             if ctx.epoch == self._epoch:
                 self.spent = round(self.spent + gen.cost, 10)
+
+
+def _context(
+    scenario: Scenario, persona: str, rec: Recorded, body: dict[str, Any], epoch: int
+) -> Ctx:
+    """What answering ``body`` with ``scenario`` needs to know."""
+    requested = str(body.get("model") or "")
+    created = scenario.created if scenario.created is not None else int(time.time())
+    options: dict[str, Any] = body.get("stream_options") or {}
+    reasoning: dict[str, Any] = body.get("reasoning") or {}
+    options = options if isinstance(options, dict) else {}
+    reasoning = reasoning if isinstance(reasoning, dict) else {}
+    return Ctx(
+        scenario=scenario,
+        persona=persona,
+        body=body,
+        requested_model=requested or DEFAULT_MODEL,
+        model=scenario.served_model or requested or DEFAULT_MODEL,
+        gen_id=scenario.generation_id or new_id(persona, created),
+        created=created,
+        include_usage=options.get("include_usage") is True,
+        continuous_usage=options.get("continuous_usage_stats") is True,
+        reasoning_excluded=reasoning.get("exclude") is True
+        or body.get("include_reasoning") is False,
+        epoch=epoch,
+        request=rec,
+    )
