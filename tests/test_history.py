@@ -828,13 +828,13 @@ def test_two_hundred_threads_with_slow_fsync_lose_nothing(
 def test_finish_waits_for_a_busy_lock_instead_of_giving_up(
     store: HistoryStore, warnings: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rill.history.files, "_LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr(rill.history.files, "LOCK_TIMEOUT", 0.2)
     recorder = store.begin(start())
     recorder.add("kept")
     held = threading.Event()
 
     def hold() -> None:
-        with rill.history.files._locked(store.root / ".lock"):
+        with rill.history.files.locked(store.root / ".lock"):
             held.set()
             time.sleep(0.7)  # longer than the lock timeout
 
@@ -923,7 +923,7 @@ def test_text_of_the_last_second_is_journaled_before_finish_waits_for_the_lock(
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with rill.history.files._locked(store.root / ".lock"):
+        with rill.history.files.locked(store.root / ".lock"):
             held.set()
             release.wait(10)
 

@@ -9,8 +9,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rill.history.files import _LOCK_TIMEOUT, _LockTimeout, _write_all
-from rill.history.records import HistoryError, _encode_line, _now, _reason
+from rill.files import write_all
+from rill.history.files import LOCK_TIMEOUT, LockTimeout
+from rill.history.records import HistoryError, encode_line, now_iso, os_reason
 
 if TYPE_CHECKING:
     from rill.history.store import HistoryStore
@@ -149,13 +150,13 @@ class Recorder:
             if not entry:
                 return
             try:
-                _write_all(self._fd, _encode_line(entry))
+                write_all(self._fd, encode_line(entry))
                 if sync:
                     os.fsync(self._fd)
             except OSError as exc:
                 self._journaling = False  # keep the lock (the run is alive), stop journaling
                 self._store.say(
-                    f"history: cannot write {self.journal}: {_reason(exc)}; "
+                    f"history: cannot write {self.journal}: {os_reason(exc)}; "
                     "the answer is kept in memory until the end"
                 )
 
@@ -172,7 +173,7 @@ class Recorder:
         self._finished = True
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=_LOCK_TIMEOUT)
+            self._thread.join(timeout=LOCK_TIMEOUT)
         # Saving may wait for a busy lock, and a second Ctrl-C ends the process at once: the
         # journal gets the last second's text first, so nothing received is lost either way.
         if self._pending():
@@ -182,7 +183,7 @@ class Recorder:
         try:
             self._save(store, chat_id, exchange)
         except (OSError, HistoryError, ValueError, TypeError) as exc:
-            reason = _reason(exc) if isinstance(exc, OSError) else str(exc)
+            reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
             self.flush()  # the journal keeps the text; it is shown later as interrupted
             store.say(
                 f"history: cannot save the answer to {self.path}: {reason}; "
@@ -203,7 +204,7 @@ class Recorder:
             try:
                 store.save_finished(chat_id, exchange, self._title)
                 return
-            except _LockTimeout:
+            except LockTimeout:
                 if time.monotonic() >= deadline:
                     raise
 
@@ -224,7 +225,7 @@ class Recorder:
         }
         return {
             "status": "done",
-            "finished_at": _now(),
+            "finished_at": now_iso(),
             "answer": answer,
             **fields,
             "usage": outcome.get("usage") or None,

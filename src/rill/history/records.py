@@ -21,6 +21,7 @@ from typing import Any, Literal
 import tomli_w
 
 from rill.errors import ExitCode, RillError
+from rill.files import read_private
 
 SCHEMA_VERSION = 1
 Format = Literal["json", "toml"]
@@ -62,7 +63,7 @@ class ExchangeStart:
 # --- small pure helpers -------------------------------------------------------------------------
 
 
-def _now() -> str:
+def now_iso() -> str:
     return _iso(datetime.now(UTC))
 
 
@@ -90,7 +91,7 @@ def _has_crlf(value: Any) -> bool:
     return False
 
 
-def _dump(chat: dict[str, Any], suffix: str) -> bytes:
+def dump_chat(chat: dict[str, Any], suffix: str) -> bytes:
     data = _clean(chat)
     if suffix == ".toml":
         # tomli_w turns CRLF into LF inside multi-line strings; such text is kept byte-exact by
@@ -152,11 +153,11 @@ def _check_chat(data: Any) -> str | None:
 def _read_chat(path: Path) -> dict[str, Any]:
     """A chat file, checked: HistoryError naming the file when damaged; FileNotFoundError passes."""
     try:
-        raw = path.read_bytes()
+        raw = read_private(path)
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise HistoryError(f"cannot read chat file {path}: {_reason(exc)}") from None
+        raise HistoryError(f"cannot read chat file {path}: {os_reason(exc)}") from None
     return _parse_chat(path, raw)
 
 
@@ -166,6 +167,8 @@ def _parse_chat(path: Path, raw: bytes) -> dict[str, Any]:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except ValueError as exc:  # JSON, TOML and UTF-8 decoding errors are all ValueErrors
         raise HistoryError(f"damaged chat file {path}: {_first_line(str(exc))}") from None
+    except RecursionError:
+        raise HistoryError(f"damaged chat file {path}: nested too deeply") from None
     problem = _check_chat(data)
     if problem:
         raise HistoryError(f"damaged chat file {path}: {problem}")
@@ -220,7 +223,7 @@ def _usage_numbers(usage: Any) -> dict[str, int | float]:
     return {key: _number(value) for key, value in found.items() if _number(value)}
 
 
-def _index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -> dict[str, Any]:
+def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -> dict[str, Any]:
     """One index line; ``ev`` is "begin" (exchange begun), "end" (finished) or "full" (written by
     ``reindex``, in start order). Its first four keys are fixed (see ``_HEAD``); the title is
     only on lines of the chat's first exchange. Removing a chat appends ``{"chat", "ev": "rm",
@@ -241,7 +244,7 @@ def _index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) 
     return cleaned
 
 
-def _encode_line(record: dict[str, Any]) -> bytes:
+def encode_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
         "utf-8", "replace"
     )
@@ -280,7 +283,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
