@@ -30,7 +30,7 @@ from rill.files import (
     write_temporary,
 )
 from rill.history.files import locked, read_journal, read_optional, writer_alive
-from rill.history.recorder import Recorder
+from rill.history.recorder import ExchangeRecorder
 from rill.history.records import (
     _HEAD,
     _SAFE_ID,
@@ -149,7 +149,7 @@ class HistoryStore:
 
     # -- writing
 
-    def begin(self, start: ExchangeStart) -> Recorder:
+    def begin(self, start: ExchangeStart) -> ExchangeRecorder:
         """Record the prompt (journal, chat file, index line) before the request is sent.
 
         Raises UsageError for an unknown ``chat_id`` and HistoryError for a damaged chat file,
@@ -171,9 +171,9 @@ class HistoryStore:
         with self._said_lock:
             self.not_saved += 1
         self.say(f"history: cannot write {where}: {reason}; the answer is not saved")
-        return Recorder(None, start.chat_id, {})
+        return ExchangeRecorder(None, start.chat_id, {})
 
-    def _begin(self, start: ExchangeStart) -> Recorder:
+    def _begin(self, start: ExchangeStart) -> ExchangeRecorder:
         for directory in (self.root, self._chats, self._journals):
             make_dirs(directory)
         now = now_iso()
@@ -228,7 +228,7 @@ class HistoryStore:
             with suppress(OSError):
                 os.unlink(self.journal_path(exchange["id"]))
             raise
-        return Recorder(self, chat_id, exchange, path, fd, titles[0] if titles else None)
+        return ExchangeRecorder(self, chat_id, exchange, path, fd, titles[0] if titles else None)
 
     def _change_chat(
         self,
