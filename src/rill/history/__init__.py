@@ -11,8 +11,9 @@ change is made again there), so concurrent runs appending to one chat never lose
 While an answer streams, the text of each network read is appended (one ``write``, before it
 is shown; fsynced when the exchange finishes) to ``journal/<exchange_id>.jsonl``, which the
 writing process holds under an exclusive ``flock`` for its whole life: a reader that can take a
-shared lock on it knows the writer is gone (SIGKILL, power loss) and shows the exchange as ``interrupted`` with the journalled partial answer; ``load``
-writes that resolution back into the chat file. ``index.jsonl`` is an append-only log, one compact
+shared lock on it knows the writer is gone (SIGKILL, power loss) and shows the exchange as
+``interrupted`` with the journalled partial answer; ``load`` writes that resolution back into
+the chat file. ``index.jsonl`` is an append-only log, one compact
 JSON line per event (exchange begun, exchange finished, chat removed; the last line for an
 exchange wins), each written by a single ``os.write`` on an ``O_APPEND`` descriptor inside the
 same critical section. ``list_chats``, ``usage`` and ``last_chat_id`` read only the index, so they
