@@ -6,12 +6,22 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from rill.config.models import write_cache, write_private
-from rill.files import NotRegularFile, append, make_dirs, open_private, read_private, write_atomic
+from rill.files import (
+    GroupSync,
+    NotRegularFile,
+    append,
+    make_dirs,
+    open_private,
+    read_private,
+    write_atomic,
+)
 from rill.history import ExchangeStart, HistoryStore
 from tests.e2e import run
 from tests.fakeserver import FakeOpenRouter
@@ -133,3 +143,56 @@ def test_fifo_among_chat_files_is_skipped_by_export(
     assert len(exported.stdout.splitlines()) == 1
     assert b"aaaaaaaaaaaa.json" in exported.stderr and b"Traceback" not in exported.stderr
     assert exported.stderr.count(b"\n") == 1
+
+
+def test_group_sync_shares_fsyncs_and_each_caller_is_covered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = GroupSync()
+    started: list[float] = []
+    real = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        started.append(time.monotonic())
+        real(fd)
+        time.sleep(0.02)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    called: list[float] = []
+    returned: list[float] = []
+    lock = threading.Lock()
+
+    def finish() -> None:
+        with lock:
+            called.append(time.monotonic())
+        assert group.sync(tmp_path) == {}
+        with lock:
+            returned.append(time.monotonic())
+
+    threads = [threading.Thread(target=finish) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(returned) == 32
+    assert len(started) < 16  # shared: without grouping there would be 32
+    for at in called:  # each caller is covered by an fsync that began after it called
+        assert any(s >= at for s in started)
+
+
+def test_concurrent_finishes_are_all_durable_records(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history", warn=lambda _m: None)
+    recorders = [store.begin(_start()) for _ in range(40)]
+    threads = [
+        threading.Thread(target=r.finish, args=({"content": f"answer {i}"},))
+        for i, r in enumerate(recorders)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    fresh = HistoryStore(tmp_path / "history", read_only=True)
+    rows = list(fresh.export())
+    assert {row["status"] for row in rows} == {"done"}
+    answers = {row["answer"]["content"] for row in rows}
+    assert answers == {f"answer {i}" for i in range(40)}

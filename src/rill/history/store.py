@@ -20,6 +20,7 @@ from typing import Any, Literal
 from rill.errors import RillError, UsageError
 from rill.files import (
     FILE_MODE,
+    GroupSync,
     NotRegularFile,
     append,
     fsync_path,
@@ -100,6 +101,7 @@ class HistoryStore:
         self._journals = self.root / "journal"
         self._index = self.root / "index.jsonl"
         self._lock = self.root / ".lock"
+        self._sync = GroupSync()
 
     # -- paths and messages
 
@@ -263,13 +265,14 @@ class HistoryStore:
                     self._index_append(record)
         finally:
             self._discard(prepared)
-        fsync_path(path.parent)
-        try:
-            fsync_path(self._index)
-        except FileNotFoundError:
-            pass  # dropped after a failed append: it is rebuilt when next read
-        except OSError as exc:
-            self.say(f"history: cannot write {self._index}: {os_reason(exc)}")
+        # Many threads finishing at once (``rill batch``) share these fsyncs (group commit).
+        errors = self._sync.sync(path.parent, self._index)
+        if path.parent in errors:
+            raise errors[path.parent]
+        index_error = errors.get(self._index)
+        if index_error is not None and not isinstance(index_error, FileNotFoundError):
+            # a FileNotFoundError: dropped after a failed append, it is rebuilt when next read
+            self.say(f"history: cannot write {self._index}: {os_reason(index_error)}")
         return True
 
     @staticmethod
