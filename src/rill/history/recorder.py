@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rill.files import write_all
+from rill.history import normalise
 from rill.history.files import LockTimeout
 from rill.history.records import HistoryError, encode_line, now_iso, os_reason
 
@@ -150,29 +151,38 @@ class ExchangeRecorder:
                     raise
 
     def _final_fields(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The finished exchange's fields, normalised to what the reader accepts (notes say
+        what was changed)."""
+        notes: list[str] = []
         content = outcome.get("content")
         reasoning = outcome.get("reasoning")
+        details = normalise.shallow(outcome.get("reasoning_details"), "reasoning_details", notes)
         answer = {
             "content": content if isinstance(content, str) else "".join(self._content),
             "reasoning": reasoning if isinstance(reasoning, str) else "".join(self._reasoning),
-            "tool_calls": outcome.get("tool_calls") or None,
-            "reasoning_details": outcome.get("reasoning_details") or None,
+            "tool_calls": normalise.shallow(outcome.get("tool_calls"), "tool_calls", notes) or None,
+            "reasoning_details": details or None,
         }
         if not answer["reasoning"]:
             answer["reasoning"] = None
         fields = {
-            key: outcome.get(key)
-            for key in ("served_model", "provider", "generation_id", "finish_reason")
+            key: normalise.text_or_none(outcome.get(key), key, notes)
+            for key in normalise.TEXT_FIELDS
         }
-        return {
+        timings = normalise.shallow(outcome.get("timings"), "timings", notes)
+        error = normalise.shallow(outcome.get("error"), "error", notes)
+        final = {
             "status": "done",
             "finished_at": now_iso(),
             "answer": answer,
             **fields,
-            "usage": outcome.get("usage") or None,
-            "timings": outcome.get("timings") or None,
-            "error": outcome.get("error") or None,
+            "usage": normalise.usage(outcome.get("usage"), notes),
+            "timings": normalise.finite_numbers(timings, "timings", notes) or None,
+            "error": error or None,
         }
+        if notes:
+            final["notes"] = notes
+        return final
 
 
 def _keep(pieces: list[str], text: str) -> None:

@@ -22,6 +22,7 @@ import tomli_w
 
 from rill.errors import ExitCode, RillError
 from rill.files import read_private
+from rill.history.normalise import is_number
 
 SCHEMA_VERSION = 1
 Format = Literal["json", "toml"]
@@ -140,17 +141,32 @@ def _check_chat(data: Any) -> str | None:
     for key in ("title", "created", "updated"):
         if key in data and not isinstance(data[key], str):
             return f"{key} is not a string"
-    exchanges = data.get("exchanges")
-    if not isinstance(exchanges, list):
+    if not isinstance(data.get("exchanges"), list):
         return "exchanges is not a list"
-    for ex in exchanges:
-        problem = _check_exchange(ex)
-        if problem:
-            return problem
     return None
 
 
-def _read_chat(path: Path) -> dict[str, Any]:
+class Chat(dict[str, Any]):
+    """A chat as read: its ``exchanges`` are the usable ones; ``skipped`` holds the damaged ones
+    (problem, exchange as stored), shown nowhere and written back unchanged."""
+
+    skipped: list[tuple[str, Any]]
+
+
+def _split_exchanges(data: dict[str, Any]) -> Chat:
+    chat = Chat(data)
+    good, chat.skipped = [], []
+    for ex in data["exchanges"]:
+        problem = _check_exchange(ex)
+        if problem:
+            chat.skipped.append((problem, ex))
+        else:
+            good.append(ex)
+    chat["exchanges"] = good
+    return chat
+
+
+def _read_chat(path: Path) -> Chat:
     """A chat file, checked: HistoryError naming the file when damaged; FileNotFoundError passes."""
     try:
         raw = read_private(path)
@@ -161,7 +177,7 @@ def _read_chat(path: Path) -> dict[str, Any]:
     return _parse_chat(path, raw)
 
 
-def _parse_chat(path: Path, raw: bytes) -> dict[str, Any]:
+def _parse_chat(path: Path, raw: bytes) -> Chat:
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -172,8 +188,7 @@ def _parse_chat(path: Path, raw: bytes) -> dict[str, Any]:
     problem = _check_chat(data)
     if problem:
         raise HistoryError(f"damaged chat file {path}: {problem}")
-    result: dict[str, Any] = data
-    return result
+    return _split_exchanges(data)
 
 
 def _text_of(content: Any) -> str:
@@ -202,7 +217,8 @@ def _snippet(text: str, start: int, end: int) -> str:
 
 
 def _number(value: Any) -> int | float:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+    """``value`` when it is a finite number, else 0."""
+    return value if is_number(value) else 0
 
 
 def _usage_numbers(usage: Any) -> dict[str, int | float]:

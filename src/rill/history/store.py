@@ -143,11 +143,18 @@ class HistoryStore:
     def _iter_chats(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in self._chat_files():
             try:
-                yield path, _read_chat(path)
+                yield path, self._read(path)
             except FileNotFoundError:
                 continue  # removed while we were reading
             except HistoryError as exc:
                 self.say(f"history: skipping {exc.message}")
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        """The chat file at ``path``; each damaged exchange in it is skipped with a warning."""
+        chat = _read_chat(path)
+        for problem, _ex in chat.skipped:
+            self.say(f"history: skipping a damaged exchange in {path}: {problem}")
+        return chat
 
     # -- writing
 
@@ -281,10 +288,13 @@ class HistoryStore:
         raw: bytes | None,
         change: _Change,
     ) -> tuple[Path, list[dict[str, Any]]] | None:
-        changed = change(None if raw is None else _parse_chat(path, raw))
+        stored = None if raw is None else _parse_chat(path, raw)
+        changed = change(stored)
         if changed is None:
             return None
         chat, records = changed
+        if stored is not None and stored.skipped:  # damaged exchanges are kept as they were
+            chat = {**chat, "exchanges": [*chat["exchanges"], *(ex for _p, ex in stored.skipped)]}
         return write_temporary(path, dump_chat(chat, path.suffix)), records
 
     @staticmethod
@@ -444,7 +454,7 @@ class HistoryStore:
         if path is None:
             raise UsageError(f"no chat matches {chat_id!r}")
         try:
-            chat = _read_chat(path)
+            chat = self._read(path)
         except FileNotFoundError:
             raise UsageError(f"no chat matches {chat_id!r}") from None
         view, dead = self._resolve_running(chat, path)
