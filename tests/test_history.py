@@ -370,7 +370,8 @@ def test_damaged_index_lines_are_skipped_with_one_warning(
         ("two", 1, 0.25),
         ("one", 2, 0.25),
     ]
-    assert usage_total(store.usage())["requests"] == 2  # the line with a text cost is left out
+    total = usage_total(store.usage())  # a text cost is dropped: that request's cost is unknown
+    assert (total["requests"], total["requests_without_cost"]) == (3, 1)
     assert warnings == [f"history: skipped 2 damaged line(s) in {store.root / 'index.jsonl'}"]
 
 
@@ -618,7 +619,7 @@ def test_usage_by_model_and_day_since_and_total(store: HistoryStore) -> None:
         ("b", 1, 3.0),
         ("a", 2, 1.5),
         ("req", 1, 0.25),
-        ("unknown", 1, 0.0),
+        ("unknown", 1, None),  # nothing reported: unknown, not free
     ]
     assert by_model[1] == {
         "key": "a",
@@ -628,6 +629,7 @@ def test_usage_by_model_and_day_since_and_total(store: HistoryStore) -> None:
         "reasoning_tokens": 0,
         "cached_tokens": 0,
         "cost": 1.5,
+        "requests_without_cost": 0,
     }
     assert [r["key"] for r in store.usage(by="day")] == ["2025-01-01", "2025-01-02", "2025-01-03"]
     since = datetime(2025, 1, 2, 10, 30, tzinfo=UTC)
@@ -635,6 +637,7 @@ def test_usage_by_model_and_day_since_and_total(store: HistoryStore) -> None:
     total = usage_total(store.usage(since))
     assert total["key"] == "total" and total["requests"] == 3 and total["cost"] == 0.75
     assert usage_total(by_model)["cost"] == 4.75
+    assert usage_total(by_model)["requests_without_cost"] == 1
     assert store.usage(datetime.now(UTC) + timedelta(days=1)) == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
@@ -33,7 +34,8 @@ def open_store() -> HistoryStore:
 
 
 def _cost(value: Any) -> str:
-    return f"${value:.4f}" if isinstance(value, int | float) else "-"
+    """A cost, or "—" when none was reported (unknown is not free)."""
+    return f"${value:.4f}" if isinstance(value, int | float) else "—"
 
 
 def _short_time(value: Any) -> str:
@@ -209,12 +211,19 @@ def usage_command(
             str(r.get("completion_tokens", 0)),
             str(r.get("reasoning_tokens", 0)),
             str(r.get("cached_tokens", 0)),
-            _cost(r.get("cost", 0)),
+            _cost(r.get("cost")),
         )
 
     table = [cells(str(r.get("key")), r) for r in rows]
     table.append(cells("TOTAL", total))
     print_table(header, table)
+    unknown = total.get("requests_without_cost") or 0
+    if unknown:
+        with piped():
+            sys.stdout.write(
+                f"{unknown} of {total['requests']} requests reported no cost; "
+                "COST leaves them out\n"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -236,7 +236,10 @@ def _usage_numbers(usage: Any) -> dict[str, int | float]:
         or (prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None),
         "cost": usage.get("cost"),
     }
-    return {key: _number(value) for key, value in found.items() if _number(value)}
+    numbers = {key: _number(value) for key, value in found.items() if _number(value)}
+    if is_number(found["cost"]):
+        numbers["cost"] = _number(found["cost"])  # a cost of 0 is known; a missing one is not
+    return numbers
 
 
 def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -> dict[str, Any]:

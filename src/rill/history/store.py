@@ -31,6 +31,7 @@ from rill.files import (
     write_temporary,
 )
 from rill.history.files import locked, read_journal, read_optional, writer_alive
+from rill.history.normalise import is_number
 from rill.history.recorder import ExchangeRecorder
 from rill.history.records import (
     _HEAD,
@@ -765,7 +766,7 @@ class HistoryStore:
             "finish_reason": finish,
             "prompt_tokens": sum(_number(r.get("prompt_tokens")) for r in records),
             "completion_tokens": sum(_number(r.get("completion_tokens")) for r in records),
-            "cost": round(sum(_number(r.get("cost")) for r in records), 9),
+            "cost": _known_cost(records),
         }
 
     def _unfinished_reason(self, record: dict[str, Any], size: int) -> str | None:
@@ -809,41 +810,50 @@ class HistoryStore:
                 get("completion_tokens", 0),
                 get("reasoning_tokens", 0),
                 get("cached_tokens", 0),
-                get("cost", 0),
             )
-            try:
-                sum(numbers)  # a hand-edited line with a non-number is left out
-            except TypeError:
-                continue
+            if not all(is_number(n) for n in numbers):
+                continue  # a hand-edited line with a non-number is left out
             key = str((at[:10] if by == "day" else get("served") or get("model")) or "unknown")
             row = rows.get(key)
             if row is None:
-                row = rows[key] = [0, 0, 0, 0, 0, 0.0]
+                row = rows[key] = [0, 0, 0, 0, 0, 0.0, 0]
             row[0] += 1
-            row[1] += numbers[0]
-            row[2] += numbers[1]
-            row[3] += numbers[2]
-            row[4] += numbers[3]
-            row[5] += numbers[4]
+            for n, number in enumerate(numbers, start=1):
+                row[n] += number
+            cost = get("cost")
+            if is_number(cost):
+                row[5] += cost
+            else:
+                row[6] += 1  # no cost reported: unknown, not free
         result = [_usage_row(key, row) for key, row in rows.items()]
         if by == "day":
             return sorted(result, key=lambda r: str(r["key"]))
-        return sorted(result, key=lambda r: (-r["cost"], -r["requests"], str(r["key"])))
+        return sorted(result, key=lambda r: (-(r["cost"] or 0), -r["requests"], str(r["key"])))
 
 
 def _usage_row(key: str, row: list[int | float]) -> dict[str, Any]:
+    """A usage row; ``cost`` is None when no request in it reported one."""
+    requests, without = int(row[0]), int(row[6])
     return {
         "key": key,
-        "requests": row[0],
+        "requests": requests,
         **{field: row[n] for n, field in enumerate(_USAGE_FIELDS, start=1)},
-        "cost": round(float(row[5]), 9),
+        "cost": round(float(row[5]), 9) if requests > without else None,
+        "requests_without_cost": without,
     }
+
+
+def _known_cost(records: list[dict[str, Any]]) -> float | None:
+    """The sum of the reported costs; None when none was reported."""
+    costs = [r["cost"] for r in records if is_number(r.get("cost"))]
+    return round(sum(costs), 9) if costs else None
 
 
 def usage_total(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Sum ``HistoryStore.usage`` rows into one row whose key is "total"."""
-    total: list[int | float] = [0, 0, 0, 0, 0, 0.0]
+    total: list[int | float] = [0, 0, 0, 0, 0, 0.0, 0]
+    fields = ("requests", *_USAGE_FIELDS, "cost", "requests_without_cost")
     for row in rows:
-        for n, field in enumerate(("requests", *_USAGE_FIELDS, "cost")):
+        for n, field in enumerate(fields):
             total[n] += _number(row.get(field))
     return _usage_row("total", total)
