@@ -38,6 +38,13 @@ def _cost(value: Any) -> str:
     return f"${value:.4f}" if isinstance(value, int | float) else "—"
 
 
+def _model_shown(requested: Any, served: Any) -> str:
+    """``requested → served`` when the server answered with another model, else the one."""
+    if requested and served and requested != served:
+        return f"{requested} → {served}"
+    return str(served or requested or "-")
+
+
 def _short_time(value: Any) -> str:
     return str(value or "")[:16].replace("T", " ")
 
@@ -100,13 +107,14 @@ def history_show(
     with piped():
         write(f"chat {chat.get('id')}  {chat.get('title', '')}\n")
         for ex in chat.get("exchanges", []):
-            model = ex.get("served_model") or ex.get("requested_model") or "-"
+            model = _model_shown(ex.get("requested_model"), ex.get("served_model"))
+            server = f" · {ex['base_url']}" if isinstance(ex.get("base_url"), str) else ""
             usage = ex.get("usage") or {}
             status = ex.get("finish_reason") or ex.get("status") or "-"
             write(
                 f"\n--- {_short_time(ex.get('started_at'))} · {model} · {status}"
                 f" · {usage.get('prompt_tokens', '-')}/{usage.get('completion_tokens', '-')}"
-                f" tokens · {_cost(usage.get('cost'))}\n"
+                f" tokens · {_cost(usage.get('cost'))}{server}\n"
             )
             for message in ex.get("messages", []):
                 write(f"[{message.get('role')}] {message.get('content')}\n")

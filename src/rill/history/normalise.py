@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 MAX_DEPTH = 64  # deeper structures are dropped: json and tomllib recurse to read them
 TEXT_FIELDS = ("served_model", "provider", "generation_id", "finish_reason")
@@ -89,3 +90,14 @@ def is_number(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return math.isfinite(value)
+
+
+def public_url(url: Any) -> str | None:
+    """``url`` without any ``user:password@`` part: what may be stored and shown."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=host))

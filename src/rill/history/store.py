@@ -31,7 +31,7 @@ from rill.files import (
     write_temporary,
 )
 from rill.history.files import locked, read_journal, read_optional, writer_alive
-from rill.history.normalise import is_number
+from rill.history.normalise import is_number, public_url
 from rill.history.recorder import ExchangeRecorder
 from rill.history.records import (
     _HEAD,
@@ -194,7 +194,7 @@ class HistoryStore:
             "messages": start.messages,
             "requested_model": start.requested_model,
             "request": start.request,
-            "base_url": start.base_url,
+            "base_url": public_url(start.base_url),
         }
         if start.chat_id is not None:
             chat_id = start.chat_id
@@ -528,6 +528,20 @@ class HistoryStore:
             for exchange_id in gone:
                 self.journal_path(exchange_id).unlink(missing_ok=True)
         return settled[0] if settled else None
+
+    def origin(self, chat_id: str) -> tuple[str | None, str | None]:
+        """The requested model and base URL of the chat's last exchange (None when unknown), so
+        a continued chat goes on with the same model on the same server."""
+        path = self.chat_path(chat_id)
+        if path is None:
+            raise UsageError(f"no chat matches {chat_id!r}")
+        exchanges = self._read(path)["exchanges"]
+        last = exchanges[-1] if exchanges else {}
+        model, url = last.get("requested_model"), last.get("base_url")
+        return (
+            model if isinstance(model, str) and model else None,
+            url if isinstance(url, str) and url else None,
+        )
 
     def conversation(self, chat_id: str) -> list[dict[str, Any]]:
         """The messages that continue a chat: one system message first (the latest one set),
