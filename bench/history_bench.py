@@ -33,9 +33,11 @@ from typing import Any
 
 try:
     from rill import history
+    from rill.history import records
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from rill import history
+    from rill.history import records
 
 LIMIT = 1.0  # seconds: the budget for list and usage
 MODELS = [
@@ -115,13 +117,13 @@ def generate(root: Path, count: int, seed: int = 7) -> None:
         chat["exchanges"].append(exchange)
         chat["updated"] = exchange.get("finished_at", exchange["started_at"])
         lines.append(
-            history._encode_line(history._index_record(chat["id"], exchange, "begin", title))
+            records.encode_line(records.index_record(chat["id"], exchange, "begin", title))
         )
         if finished:
-            end = history._index_record(chat["id"], exchange, "end", title)
-            lines.append(history._encode_line(end))
+            end = records.index_record(chat["id"], exchange, "end", title)
+            lines.append(records.encode_line(end))
     for chat_id, chat in chats.items():
-        (root / "chats" / f"{chat_id}.json").write_bytes(history._dump(chat, ".json"))
+        (root / "chats" / f"{chat_id}.json").write_bytes(records.dump_chat(chat, ".json"))
     (root / "index.jsonl").write_bytes(b"".join(lines))
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rill.commands import options as opt
-from rill.commands.output import piped, print_table, stdout_is_terminal, warn, write_json
+from rill.commands.output import console, piped, print_table, stdout_is_terminal, warn, write_json
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
@@ -33,7 +34,15 @@ def open_store() -> HistoryStore:
 
 
 def _cost(value: Any) -> str:
-    return f"${value:.4f}" if isinstance(value, int | float) else "-"
+    """A cost, or "—" when none was reported (unknown is not free)."""
+    return f"${value:.4f}" if isinstance(value, int | float) else "—"
+
+
+def _model_shown(requested: Any, served: Any) -> str:
+    """``requested → served`` when the server answered with another model, else the one."""
+    if requested and served and requested != served:
+        return f"{requested} → {served}"
+    return str(served or requested or "-")
 
 
 def _short_time(value: Any) -> str:
@@ -64,7 +73,57 @@ def history_list(
         )
         for r in rows
     ]
-    print_table(header, table)
+    if stdout_is_terminal():
+        _print_chat_table(header, table)
+    else:
+        print_table(header, table)
+
+
+_MODEL_ROOM = 28  # columns the model gets before less useful columns are dropped
+_TITLE_ROOM = 16
+
+
+def _print_chat_table(header: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
+    """The chat list on a terminal: one line per chat at any width from 60 columns. The ID is
+    never cut; when space runs out the time of day goes, then TOKENS, TURNS and FINISH, and
+    then the model and the title are cut with "…"."""
+    from rill.terminal.tty import neutralise
+
+    cells = [list(header), *([*map(str, r[:-1]), neutralise(str(r[-1]))] for r in rows)]
+    width = console().width
+    keep = list(range(len(header)))
+
+    def sizes() -> list[int]:
+        return [max(len(row[n]) for row in cells) for n in range(len(header))]
+
+    def fixed() -> int:
+        size = sizes()
+        rest = sum(size[n] for n in keep if header[n] not in ("MODEL", "TITLE"))
+        return rest + 2 * (len(keep) - 1) + min(size[2], _MODEL_ROOM) + _TITLE_ROOM
+
+    if fixed() > width:
+        for row in cells[1:]:
+            row[1] = row[1][:10]  # the date without the time
+    for name in ("TOKENS", "TURNS", "FINISH"):
+        if fixed() > width:
+            keep.remove(header.index(name))
+    size = sizes()
+    room = width - (fixed() - min(size[2], _MODEL_ROOM) - _TITLE_ROOM)
+    size[2] = min(size[2], max(8, room - _TITLE_ROOM))
+    size[-1] = max(room - size[2], 6)
+    lines = []
+    for row in cells:
+        parts = [_fit(row[n], size[n]) for n in keep]
+        lines.append("  ".join(parts).rstrip() + "\n")
+    with piped():
+        sys.stdout.write("".join(lines))
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` in exactly ``width`` columns: padded, or cut with "…"."""
+    if len(text) > width:
+        return text[: max(width - 1, 0)] + "…"
+    return text.ljust(width)
 
 
 def _text_filter() -> Callable[[str], str]:
@@ -98,13 +157,14 @@ def history_show(
     with piped():
         write(f"chat {chat.get('id')}  {chat.get('title', '')}\n")
         for ex in chat.get("exchanges", []):
-            model = ex.get("served_model") or ex.get("requested_model") or "-"
+            model = _model_shown(ex.get("requested_model"), ex.get("served_model"))
+            server = f" · {ex['base_url']}" if isinstance(ex.get("base_url"), str) else ""
             usage = ex.get("usage") or {}
             status = ex.get("finish_reason") or ex.get("status") or "-"
             write(
                 f"\n--- {_short_time(ex.get('started_at'))} · {model} · {status}"
                 f" · {usage.get('prompt_tokens', '-')}/{usage.get('completion_tokens', '-')}"
-                f" tokens · {_cost(usage.get('cost'))}\n"
+                f" tokens · {_cost(usage.get('cost'))}{server}\n"
             )
             for message in ex.get("messages", []):
                 write(f"[{message.get('role')}] {message.get('content')}\n")
@@ -209,12 +269,19 @@ def usage_command(
             str(r.get("completion_tokens", 0)),
             str(r.get("reasoning_tokens", 0)),
             str(r.get("cached_tokens", 0)),
-            _cost(r.get("cost", 0)),
+            _cost(r.get("cost")),
         )
 
     table = [cells(str(r.get("key")), r) for r in rows]
     table.append(cells("TOTAL", total))
     print_table(header, table)
+    unknown = total.get("requests_without_cost") or 0
+    if unknown:
+        with piped():
+            sys.stdout.write(
+                f"{unknown} of {total['requests']} requests reported no cost; "
+                "COST leaves them out\n"
+            )
 
 
 def register(app: typer.Typer) -> None:

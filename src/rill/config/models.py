@@ -15,10 +15,7 @@ list models; one is sent when configured, under the same rules as a chat request
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ import httpx
 from rill.commands.completion import MODELS_CACHE
 from rill.config.settings import Settings
 from rill.errors import APIError, ConfigError, NetworkError, TimeoutError_, error_for_status
+from rill.files import make_dirs, read_private, write_atomic
 from rill.stream.protocol import build_headers, parse_error_body
 
 #: How long a fetched list is reused, in seconds.
@@ -99,8 +97,8 @@ def read_cache(
 ) -> ModelList | None:
     """The cached list, or ``None`` when missing, unreadable, stale or for another server."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_private(path).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("base_url") != base_url:
         return None
@@ -121,31 +119,20 @@ def write_cache(
     path: Path, base_url: str, models: list[dict[str, Any]], *, fetched_at: float
 ) -> None:
     """Replace the cache atomically: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(path.parent)
     record = {"fetched_at": int(fetched_at), "base_url": base_url, "data": models}
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-    write_private(path, text)
+    write_atomic(path, text.encode("utf-8"), sync_dir=False)  # a planted symlink is replaced
 
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, as a file only its owner can read (0600).
 
-    ``mkstemp`` creates the file with mode 0600; ``os.replace`` swaps it in. A symlink at
-    ``path`` is followed, so a linked dotfile is updated rather than replaced by a copy.
+    A symlink at ``path`` is followed, so a linked dotfile is updated rather than replaced by a
+    copy (``rill.files.write_atomic`` does the writing).
     """
     target = path.resolve() if path.is_symlink() else path
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(target, text.encode("utf-8"), sync_dir=False)
 
 
 def check_models_transport(settings: Settings) -> None:

@@ -8,11 +8,12 @@ temporary name first, then, inside a short critical section serialised across pr
 ``flock`` on ``.lock`` (and across the threads of one process by a lock they queue on), it is
 renamed into place only if the chat file still holds what the change was based on (else the
 change is made again there), so concurrent runs appending to one chat never lose an exchange.
-While an answer streams, its new text is appended about once a second to
-``journal/<exchange_id>.jsonl``, which the writing process holds under an exclusive ``flock`` for
-its whole life: a reader that can take a shared lock on it knows the writer is gone (SIGKILL,
-power loss) and shows the exchange as ``interrupted`` with the journalled partial answer; ``load``
-writes that resolution back into the chat file. ``index.jsonl`` is an append-only log, one compact
+While an answer streams, the text of each network read is appended (one ``write``, before it
+is shown; fsynced when the exchange finishes) to ``journal/<exchange_id>.jsonl``, which the
+writing process holds under an exclusive ``flock`` for its whole life: a reader that can take a
+shared lock on it knows the writer is gone (SIGKILL, power loss) and shows the exchange as
+``interrupted`` with the journalled partial answer; ``load`` writes that resolution back into
+the chat file. ``index.jsonl`` is an append-only log, one compact
 JSON line per event (exchange begun, exchange finished, chat removed; the last line for an
 exchange wins), each written by a single ``os.write`` on an ``O_APPEND`` descriptor inside the
 same critical section. ``list_chats``, ``usage`` and ``last_chat_id`` read only the index, so they
@@ -25,16 +26,18 @@ A store opened with ``read_only=True`` never creates, writes, renames or deletes
 its root: a missing index is rebuilt in memory, interrupted exchanges are resolved in memory, and
 the writing methods raise ``RillError`` (calling them is a bug).
 
-Modules: ``records`` (what chat files and index lines are: pure functions), ``files`` (atomic
-writes, appends, the lock), ``recorder`` (one exchange while it streams), ``store`` (the store).
+Modules: ``records`` (what chat files and index lines are: pure functions), ``files`` (the
+lock and journal reading; the private-file primitives are in ``rill.files``), ``recorder``
+(``ExchangeRecorder``, one exchange while it streams; ``Recorder`` is its old name), ``store``.
 """
 
-from rill.history.recorder import Recorder
+from rill.history.recorder import ExchangeRecorder, Recorder
 from rill.history.records import SCHEMA_VERSION, ExchangeStart, Format, HistoryError, new_id
 from rill.history.store import HistoryStore, usage_total
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ExchangeRecorder",
     "ExchangeStart",
     "Format",
     "HistoryError",

@@ -1,4 +1,4 @@
-"""``Recorder``: one exchange being recorded while its answer streams (see the package docs)."""
+"""``ExchangeRecorder``: one exchange being recorded while it streams (see the package docs)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,27 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rill.history.files import _LOCK_TIMEOUT, _LockTimeout, _write_all
-from rill.history.records import HistoryError, _encode_line, _now, _reason
+from rill.files import write_all
+from rill.history import normalise
+from rill.history.files import LockTimeout
+from rill.history.records import HistoryError, encode_line, now_iso, os_reason
 
 if TYPE_CHECKING:
     from rill.history.store import HistoryStore
 
 
-_JOURNAL_EVERY = 1.0  # seconds between journal appends while an answer streams
-_COMPACT_MASK = 4095  # join unjournaled pieces every 4,096 deltas
+_COMPACT_EVERY = 4096  # join the kept pieces every 4,096 deltas
 _FINISH_PATIENCE = 60.0  # how long a finished answer keeps waiting for a busy lock
 
 
-class Recorder:
+class ExchangeRecorder:
     """Records one exchange while its answer streams; every method is safe to call and never
     raises for I/O. A disabled recorder (history could not be written) ignores every call; its
     ``chat_id`` is None for a chat that was never created (as for ``session.NullRecorder``).
 
-    ``add`` only appends to lists, and writes the new text to the journal when a second has
-    passed since the last write. A stream that stalls right after a delta calls ``add`` no more,
-    so a daemon thread journals such pending text once its second is up: a run killed mid-stall
-    still keeps everything it received more than about a second before.
+    ``add`` is called once per network read, before that read's text is shown: it writes the
+    text to the journal at once (one ``write(2)``, no fsync), so whatever the user saw survives
+    the process being killed. ``finish`` fsyncs; text survives a power loss from then on.
     """
 
     __slots__ = (
@@ -38,18 +38,13 @@ class Recorder:
         "path",
         "enabled",
         "_store",
-        "_clock",
         "_exchange",
         "_title",
         "_fd",
         "_content",
         "_reasoning",
-        "_sent",
-        "_next_flush",
         "_journaling",
         "_lock",
-        "_stop",
-        "_thread",
         "_finished",
     )
 
@@ -67,97 +62,52 @@ class Recorder:
         self.path = path
         self.enabled = store is not None and fd is not None
         self._store = store
-        self._clock = store.clock if store is not None else time.monotonic
         self._exchange = exchange
         self._title = title
         self._fd = fd
         self._content: list[str] = []
         self._reasoning: list[str] = []
-        self._sent = (0, 0)  # how many content / reasoning pieces are already journalled
-        self._next_flush = self._clock() if self.enabled else float("inf")
         self._journaling = self.enabled
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._finished = False
-        if self.enabled:
-            self._thread = threading.Thread(
-                target=self._flush_when_stalled, name="rill-journal", daemon=True
-            )
-            self._thread.start()
 
     @property
     def journal(self) -> Path | None:
         return None if self._store is None else self._store.journal_path(self.exchange_id)
 
     def add(self, content: str = "", reasoning: str = "") -> None:
-        """Keep a delta; append what is new to the journal at most once a second."""
-        if not self.enabled:
+        """Keep a delta and append it to the journal now (one write, not fsynced)."""
+        if not self.enabled or not (content or reasoning):
             return
+        entry: dict[str, str] = {}
         if content:
-            self._content.append(content)
-            if len(self._content) & _COMPACT_MASK == 0:
-                self._compact()
+            entry["c"] = content
+            _keep(self._content, content)
         if reasoning:
-            self._reasoning.append(reasoning)
-        if self._clock() >= self._next_flush:
-            self.flush()
+            entry["r"] = reasoning
+            _keep(self._reasoning, reasoning)
+        if self._journaling:
+            self._journal(encode_line(entry))
 
-    def _compact(self) -> None:
-        """Join the pieces not yet journaled into one string: a long answer made of 100,000
-        tiny deltas must not be held as 100,000 string objects."""
-        with self._lock:
-            sent_c = self._sent[0]
-            end = len(self._content)
-            if end - sent_c > 1:
-                self._content[sent_c:end] = ["".join(self._content[sent_c:end])]
-
-    def _pending(self) -> bool:
-        return (len(self._content), len(self._reasoning)) != self._sent
-
-    def _flush_when_stalled(self) -> None:
-        while self._journaling:
-            delay = self._next_flush - self._clock()
-            if self._stop.wait(delay if delay > 0 else _JOURNAL_EVERY):
-                return
-            if self._clock() >= self._next_flush and self._pending():
-                self.flush()
-
-    def flush(self, sync: bool = True) -> None:
-        """Append the text received since the last journal write now, and fsync it (unless
-        ``sync`` is False: the text then survives the process being killed, not a power loss)."""
+    def _journal(self, line: bytes) -> None:
         with self._lock:
             if self._fd is None or self._store is None or not self._journaling:
                 return
-            self._next_flush = self._clock() + _JOURNAL_EVERY
-            entry: dict[str, str] = {}
-            sent = []
-            # Each journaled range is replaced by its joined text: one string per write, not
-            # one per delta. Other threads only append, so the range itself stays put.
-            for key, pieces, done in (
-                ("c", self._content, self._sent[0]),
-                ("r", self._reasoning, self._sent[1]),
-            ):
-                end = len(pieces)
-                if end > done:
-                    text = "".join(pieces[done:end])
-                    pieces[done:end] = [text]
-                    entry[key] = text
-                    end = done + 1
-                sent.append(end)
-            self._sent = (sent[0], sent[1])
-            if not entry:
-                return
             try:
-                _write_all(self._fd, _encode_line(entry))
-                if sync:
-                    os.fsync(self._fd)
+                write_all(self._fd, line)
             except OSError as exc:
                 self._journaling = False  # keep the lock (the run is alive), stop journaling
                 self._store.say(
-                    f"history: cannot write {self.journal}: {_reason(exc)}; "
+                    f"history: cannot write {self.journal}: {os_reason(exc)}; "
                     "the answer is kept in memory until the end"
                 )
+
+    def flush(self, sync: bool = True) -> None:
+        """Make the journal survive a power loss too (the text is already written)."""
+        with self._lock:
+            if self._fd is not None and self._journaling and sync:
+                with suppress(OSError):
+                    os.fsync(self._fd)
 
     def finish(self, outcome: dict[str, Any]) -> None:
         """Write the final exchange into the chat file and the index; drop the journal.
@@ -170,19 +120,12 @@ class Recorder:
             self._finished = True
             return
         self._finished = True
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=_LOCK_TIMEOUT)
-        # Saving may wait for a busy lock, and a second Ctrl-C ends the process at once: the
-        # journal gets the last second's text first, so nothing received is lost either way.
-        if self._pending():
-            self.flush(sync=False)
         exchange = dict(self._exchange)
         exchange.update(self._final_fields(outcome))
         try:
             self._save(store, chat_id, exchange)
         except (OSError, HistoryError, ValueError, TypeError) as exc:
-            reason = _reason(exc) if isinstance(exc, OSError) else str(exc)
+            reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
             self.flush()  # the journal keeps the text; it is shown later as interrupted
             store.say(
                 f"history: cannot save the answer to {self.path}: {reason}; "
@@ -203,31 +146,52 @@ class Recorder:
             try:
                 store.save_finished(chat_id, exchange, self._title)
                 return
-            except _LockTimeout:
+            except LockTimeout:
                 if time.monotonic() >= deadline:
                     raise
 
     def _final_fields(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The finished exchange's fields, normalised to what the reader accepts (notes say
+        what was changed)."""
+        notes: list[str] = []
         content = outcome.get("content")
         reasoning = outcome.get("reasoning")
+        details = normalise.shallow(outcome.get("reasoning_details"), "reasoning_details", notes)
         answer = {
             "content": content if isinstance(content, str) else "".join(self._content),
             "reasoning": reasoning if isinstance(reasoning, str) else "".join(self._reasoning),
-            "tool_calls": outcome.get("tool_calls") or None,
-            "reasoning_details": outcome.get("reasoning_details") or None,
+            "tool_calls": normalise.shallow(outcome.get("tool_calls"), "tool_calls", notes) or None,
+            "reasoning_details": details or None,
         }
         if not answer["reasoning"]:
             answer["reasoning"] = None
         fields = {
-            key: outcome.get(key)
-            for key in ("served_model", "provider", "generation_id", "finish_reason")
+            key: normalise.text_or_none(outcome.get(key), key, notes)
+            for key in normalise.TEXT_FIELDS
         }
-        return {
+        timings = normalise.shallow(outcome.get("timings"), "timings", notes)
+        error = normalise.shallow(outcome.get("error"), "error", notes)
+        final = {
             "status": "done",
-            "finished_at": _now(),
+            "finished_at": now_iso(),
             "answer": answer,
             **fields,
-            "usage": outcome.get("usage") or None,
-            "timings": outcome.get("timings") or None,
-            "error": outcome.get("error") or None,
+            "usage": normalise.usage(outcome.get("usage"), notes),
+            "timings": normalise.finite_numbers(timings, "timings", notes) or None,
+            "error": error or None,
         }
+        if notes:
+            final["notes"] = notes
+        return final
+
+
+def _keep(pieces: list[str], text: str) -> None:
+    """Append ``text``; every 4,096 pieces the last ones are joined into one string, so a long
+    answer made of 100,000 tiny deltas is not held as 100,000 string objects."""
+    pieces.append(text)
+    if len(pieces) % _COMPACT_EVERY == 0:
+        pieces[-_COMPACT_EVERY:] = ["".join(pieces[-_COMPACT_EVERY:])]
+
+
+#: The old name, kept while other code still imports it.
+Recorder = ExchangeRecorder

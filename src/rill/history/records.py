@@ -21,6 +21,8 @@ from typing import Any, Literal
 import tomli_w
 
 from rill.errors import ExitCode, RillError
+from rill.files import read_private
+from rill.history.normalise import is_number
 
 SCHEMA_VERSION = 1
 Format = Literal["json", "toml"]
@@ -62,7 +64,7 @@ class ExchangeStart:
 # --- small pure helpers -------------------------------------------------------------------------
 
 
-def _now() -> str:
+def now_iso() -> str:
     return _iso(datetime.now(UTC))
 
 
@@ -90,7 +92,7 @@ def _has_crlf(value: Any) -> bool:
     return False
 
 
-def _dump(chat: dict[str, Any], suffix: str) -> bytes:
+def dump_chat(chat: dict[str, Any], suffix: str) -> bytes:
     data = _clean(chat)
     if suffix == ".toml":
         # tomli_w turns CRLF into LF inside multi-line strings; such text is kept byte-exact by
@@ -139,38 +141,54 @@ def _check_chat(data: Any) -> str | None:
     for key in ("title", "created", "updated"):
         if key in data and not isinstance(data[key], str):
             return f"{key} is not a string"
-    exchanges = data.get("exchanges")
-    if not isinstance(exchanges, list):
+    if not isinstance(data.get("exchanges"), list):
         return "exchanges is not a list"
-    for ex in exchanges:
-        problem = _check_exchange(ex)
-        if problem:
-            return problem
     return None
 
 
-def _read_chat(path: Path) -> dict[str, Any]:
+class Chat(dict[str, Any]):
+    """A chat as read: its ``exchanges`` are the usable ones; ``skipped`` holds the damaged ones
+    (problem, exchange as stored), shown nowhere and written back unchanged."""
+
+    skipped: list[tuple[str, Any]]
+
+
+def _split_exchanges(data: dict[str, Any]) -> Chat:
+    chat = Chat(data)
+    good, chat.skipped = [], []
+    for ex in data["exchanges"]:
+        problem = _check_exchange(ex)
+        if problem:
+            chat.skipped.append((problem, ex))
+        else:
+            good.append(ex)
+    chat["exchanges"] = good
+    return chat
+
+
+def _read_chat(path: Path) -> Chat:
     """A chat file, checked: HistoryError naming the file when damaged; FileNotFoundError passes."""
     try:
-        raw = path.read_bytes()
+        raw = read_private(path)
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise HistoryError(f"cannot read chat file {path}: {_reason(exc)}") from None
+        raise HistoryError(f"cannot read chat file {path}: {os_reason(exc)}") from None
     return _parse_chat(path, raw)
 
 
-def _parse_chat(path: Path, raw: bytes) -> dict[str, Any]:
+def _parse_chat(path: Path, raw: bytes) -> Chat:
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except ValueError as exc:  # JSON, TOML and UTF-8 decoding errors are all ValueErrors
         raise HistoryError(f"damaged chat file {path}: {_first_line(str(exc))}") from None
+    except RecursionError:
+        raise HistoryError(f"damaged chat file {path}: nested too deeply") from None
     problem = _check_chat(data)
     if problem:
         raise HistoryError(f"damaged chat file {path}: {problem}")
-    result: dict[str, Any] = data
-    return result
+    return _split_exchanges(data)
 
 
 def _text_of(content: Any) -> str:
@@ -199,7 +217,8 @@ def _snippet(text: str, start: int, end: int) -> str:
 
 
 def _number(value: Any) -> int | float:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
+    """``value`` when it is a finite number, else 0."""
+    return value if is_number(value) else 0
 
 
 def _usage_numbers(usage: Any) -> dict[str, int | float]:
@@ -217,10 +236,13 @@ def _usage_numbers(usage: Any) -> dict[str, int | float]:
         or (prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None),
         "cost": usage.get("cost"),
     }
-    return {key: _number(value) for key, value in found.items() if _number(value)}
+    numbers = {key: _number(value) for key, value in found.items() if _number(value)}
+    if is_number(found["cost"]):
+        numbers["cost"] = _number(found["cost"])  # a cost of 0 is known; a missing one is not
+    return numbers
 
 
-def _index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -> dict[str, Any]:
+def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -> dict[str, Any]:
     """One index line; ``ev`` is "begin" (exchange begun), "end" (finished) or "full" (written by
     ``reindex``, in start order). Its first four keys are fixed (see ``_HEAD``); the title is
     only on lines of the chat's first exchange. Removing a chat appends ``{"chat", "ev": "rm",
@@ -241,7 +263,7 @@ def _index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) 
     return cleaned
 
 
-def _encode_line(record: dict[str, Any]) -> bytes:
+def encode_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
         "utf-8", "replace"
     )
@@ -280,7 +302,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 

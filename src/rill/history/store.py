@@ -18,20 +18,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rill.errors import RillError, UsageError
-from rill.history.files import (
-    _FILE_MODE,
-    _append,
-    _fsync_path,
-    _locked,
-    _make_dirs,
-    _read_journal,
-    _read_optional,
-    _write_all,
-    _write_atomic,
-    _write_temporary,
-    _writer_alive,
+from rill.files import (
+    FILE_MODE,
+    GroupSync,
+    NotRegularFile,
+    append,
+    fsync_path,
+    make_dirs,
+    read_private,
+    write_all,
+    write_atomic,
+    write_temporary,
 )
-from rill.history.recorder import Recorder
+from rill.history.files import locked, read_journal, read_optional, writer_alive
+from rill.history.normalise import is_number, public_url
+from rill.history.recorder import ExchangeRecorder
 from rill.history.records import (
     _HEAD,
     _SAFE_ID,
@@ -41,21 +42,21 @@ from rill.history.records import (
     HistoryError,
     _clean,
     _decode_at,
-    _dump,
-    _encode_line,
     _gc_paused,
-    _index_record,
     _iso,
-    _now,
     _number,
     _parse_chat,
     _read_chat,
-    _reason,
     _snippet,
     _text_of,
     _title,
     _where,
+    dump_chat,
+    encode_line,
+    index_record,
     new_id,
+    now_iso,
+    os_reason,
 )
 
 _EXTENSIONS = (".json", ".toml")
@@ -101,6 +102,7 @@ class HistoryStore:
         self._journals = self.root / "journal"
         self._index = self.root / "index.jsonl"
         self._lock = self.root / ".lock"
+        self._sync = GroupSync()
 
     # -- paths and messages
 
@@ -142,15 +144,22 @@ class HistoryStore:
     def _iter_chats(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         for path in self._chat_files():
             try:
-                yield path, _read_chat(path)
+                yield path, self._read(path)
             except FileNotFoundError:
                 continue  # removed while we were reading
             except HistoryError as exc:
                 self.say(f"history: skipping {exc.message}")
 
+    def _read(self, path: Path) -> dict[str, Any]:
+        """The chat file at ``path``; each damaged exchange in it is skipped with a warning."""
+        chat = _read_chat(path)
+        for problem, _ex in chat.skipped:
+            self.say(f"history: skipping a damaged exchange in {path}: {problem}")
+        return chat
+
     # -- writing
 
-    def begin(self, start: ExchangeStart) -> Recorder:
+    def begin(self, start: ExchangeStart) -> ExchangeRecorder:
         """Record the prompt (journal, chat file, index line) before the request is sent.
 
         Raises UsageError for an unknown ``chat_id`` and HistoryError for a damaged chat file,
@@ -166,18 +175,18 @@ class HistoryStore:
         try:
             return self._begin(start)
         except OSError as exc:
-            where, reason = _where(exc, self.root), _reason(exc)
+            where, reason = _where(exc, self.root), os_reason(exc)
         except (ValueError, TypeError) as exc:
             where, reason = str(self.root), str(exc)
         with self._said_lock:
             self.not_saved += 1
         self.say(f"history: cannot write {where}: {reason}; the answer is not saved")
-        return Recorder(None, start.chat_id, {})
+        return ExchangeRecorder(None, start.chat_id, {})
 
-    def _begin(self, start: ExchangeStart) -> Recorder:
+    def _begin(self, start: ExchangeStart) -> ExchangeRecorder:
         for directory in (self.root, self._chats, self._journals):
-            _make_dirs(directory)
-        now = _now()
+            make_dirs(directory)
+        now = now_iso()
         exchange: dict[str, Any] = {
             "id": secrets.token_hex(8),
             "started_at": now,
@@ -185,7 +194,7 @@ class HistoryStore:
             "messages": start.messages,
             "requested_model": start.requested_model,
             "request": start.request,
-            "base_url": start.base_url,
+            "base_url": public_url(start.base_url),
         }
         if start.chat_id is not None:
             chat_id = start.chat_id
@@ -217,7 +226,7 @@ class HistoryStore:
             titles[:] = [title]
             chat["exchanges"].append(exchange)
             chat["updated"] = now
-            return chat, [_index_record(chat_id, exchange, "begin", title)]
+            return chat, [index_record(chat_id, exchange, "begin", title)]
 
         # The journal exists (locked) before the chat file names the exchange, so a reader never
         # sees a running exchange without its journal while the writer lives.
@@ -229,7 +238,7 @@ class HistoryStore:
             with suppress(OSError):
                 os.unlink(self.journal_path(exchange["id"]))
             raise
-        return Recorder(self, chat_id, exchange, path, fd, titles[0] if titles else None)
+        return ExchangeRecorder(self, chat_id, exchange, path, fd, titles[0] if titles else None)
 
     def _change_chat(
         self,
@@ -246,11 +255,11 @@ class HistoryStore:
         many writers at once share the slow part instead of queueing for it. False when
         ``change`` left things as they were.
         """
-        seen = _read_optional(path)
+        seen = read_optional(path)
         prepared = self._prepare(path, seen, change)
         try:
-            with _locked(self._lock):
-                current = _read_optional(path)
+            with locked(self._lock):
+                current = read_optional(path)
                 if current != seen:
                     self._discard(prepared)
                     prepared = self._prepare(path, current, change)
@@ -264,13 +273,14 @@ class HistoryStore:
                     self._index_append(record)
         finally:
             self._discard(prepared)
-        _fsync_path(path.parent)
-        try:
-            _fsync_path(self._index)
-        except FileNotFoundError:
-            pass  # dropped after a failed append: it is rebuilt when next read
-        except OSError as exc:
-            self.say(f"history: cannot write {self._index}: {_reason(exc)}")
+        # Many threads finishing at once (``rill batch``) share these fsyncs (group commit).
+        errors = self._sync.sync(path.parent, self._index)
+        if path.parent in errors:
+            raise errors[path.parent]
+        index_error = errors.get(self._index)
+        if index_error is not None and not isinstance(index_error, FileNotFoundError):
+            # a FileNotFoundError: dropped after a failed append, it is rebuilt when next read
+            self.say(f"history: cannot write {self._index}: {os_reason(index_error)}")
         return True
 
     @staticmethod
@@ -279,11 +289,14 @@ class HistoryStore:
         raw: bytes | None,
         change: _Change,
     ) -> tuple[Path, list[dict[str, Any]]] | None:
-        changed = change(None if raw is None else _parse_chat(path, raw))
+        stored = None if raw is None else _parse_chat(path, raw)
+        changed = change(stored)
         if changed is None:
             return None
         chat, records = changed
-        return _write_temporary(path, _dump(chat, path.suffix)), records
+        if stored is not None and stored.skipped:  # damaged exchanges are kept as they were
+            chat = {**chat, "exchanges": [*chat["exchanges"], *(ex for _p, ex in stored.skipped)]}
+        return write_temporary(path, dump_chat(chat, path.suffix)), records
 
     @staticmethod
     def _discard(prepared: tuple[Path, list[dict[str, Any]]] | None) -> None:
@@ -296,15 +309,17 @@ class HistoryStore:
         renamed, so no reader ever sees it unlocked while its writer lives."""
         final = self.journal_path(exchange["id"])
         tmp = final.with_name(f".{final.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        )
         try:
-            os.fchmod(fd, _FILE_MODE)
+            os.fchmod(fd, FILE_MODE)
             fcntl.flock(fd, fcntl.LOCK_EX)
             header = {"chat": chat_id, "ex": exchange["id"], "at": exchange["started_at"]}
-            _write_all(fd, _encode_line(header))
+            write_all(fd, encode_line(header))
             os.fsync(fd)
             os.replace(tmp, final)
-            _fsync_path(self._journals)  # the rename itself survives a power loss
+            fsync_path(self._journals)  # the rename itself survives a power loss
         except BaseException:
             os.close(fd)
             with suppress(OSError):
@@ -316,7 +331,7 @@ class HistoryStore:
 
     def save_finished(self, chat_id: str, exchange: dict[str, Any], title: str | None) -> None:
         """Replace (or restore) ``exchange`` in its chat file and index it; a removed chat stays
-        removed. Raises ``OSError`` (a ``_LockTimeout`` when the lock stays taken)."""
+        removed. Raises ``OSError`` (a ``LockTimeout`` when the lock stays taken)."""
         self._writable("save_finished")
         path = self.chat_path(chat_id)
         if path is None:
@@ -331,20 +346,22 @@ class HistoryStore:
                 exchanges.append(exchange)
             else:
                 exchanges[at] = exchange
-            chat["updated"] = exchange.get("finished_at") or _now()
-            return chat, [_index_record(chat_id, exchange, "end", title)]
+            chat["updated"] = exchange.get("finished_at") or now_iso()
+            return chat, [index_record(chat_id, exchange, "end", title)]
 
         self._change_chat(path, replace)
 
     def _index_append(self, record: dict[str, Any]) -> None:
         """Append an index line (lock held). If that fails the index is dropped, to be rebuilt."""
         try:
-            _append(self._index, _encode_line(record))
+            append(self._index, encode_line(record))
         except OSError as exc:
+            if isinstance(exc, NotRegularFile):
+                self.say(f"history: {self._index} is not a regular file; replacing it")
             try:
                 self._index.unlink(missing_ok=True)
             except OSError:
-                self.say(f"history: cannot write {self._index}: {_reason(exc)}")
+                self.say(f"history: cannot write {self._index}: {os_reason(exc)}")
 
     def _ensure_index(self) -> None:
         """Rebuild a missing index (lock held)."""
@@ -358,18 +375,18 @@ class HistoryStore:
         if self.chat_path(chat_id) is None:
             raise UsageError(f"no chat matches {chat_id!r}")
         try:
-            with _locked(self._lock):
+            with locked(self._lock):
                 self._ensure_index()
-                self._index_append({"chat": chat_id, "ev": "rm", "at": _now()})
+                self._index_append({"chat": chat_id, "ev": "rm", "at": now_iso()})
                 for suffix in _EXTENSIONS:
                     (self._chats / f"{chat_id}{suffix}").unlink(missing_ok=True)
                 for journal in self._journals_of(chat_id):
                     journal.unlink(missing_ok=True)
         except OSError as exc:
-            raise HistoryError(f"cannot remove chat {chat_id}: {_reason(exc)}") from None
+            raise HistoryError(f"cannot remove chat {chat_id}: {os_reason(exc)}") from None
         for synced in (self._index, self._chats):
             with suppress(OSError):  # removed either way; this only makes it survive a crash
-                _fsync_path(synced)
+                fsync_path(synced)
 
     def _journals_of(self, chat_id: str) -> list[Path]:
         found = []
@@ -390,15 +407,15 @@ class HistoryStore:
             return 0
         try:
             for directory in (self._chats, self._journals):
-                _make_dirs(directory)
-            with _locked(self._lock):
+                make_dirs(directory)
+            with locked(self._lock):
                 return self._reindex_locked()
         except OSError as exc:
-            raise HistoryError(f"cannot rebuild {self._index}: {_reason(exc)}") from None
+            raise HistoryError(f"cannot rebuild {self._index}: {os_reason(exc)}") from None
 
     def _reindex_locked(self) -> int:
         lines = self._index_lines_from_chats()
-        _write_atomic(self._index, b"".join(lines))
+        write_atomic(self._index, b"".join(lines))
         return len(lines)
 
     def _index_lines_from_chats(self) -> list[bytes]:
@@ -407,9 +424,9 @@ class HistoryStore:
             for n, ex in enumerate(chat["exchanges"]):
                 ev = "begin" if ex.get("status") == "running" else "full"
                 title = chat.get("title", "") if n == 0 else None
-                records.append(_index_record(chat["id"], ex, ev, title))
+                records.append(index_record(chat["id"], ex, ev, title))
         records.sort(key=lambda r: str(r["at"]))  # file order is begin order (see last_chat_id)
-        return [_encode_line(r) for r in records]
+        return [encode_line(r) for r in records]
 
     # -- reading one chat
 
@@ -438,7 +455,7 @@ class HistoryStore:
         if path is None:
             raise UsageError(f"no chat matches {chat_id!r}")
         try:
-            chat = _read_chat(path)
+            chat = self._read(path)
         except FileNotFoundError:
             raise UsageError(f"no chat matches {chat_id!r}") from None
         view, dead = self._resolve_running(chat, path)
@@ -471,9 +488,9 @@ class HistoryStore:
         for ex in chat["exchanges"]:
             if ex.get("status") == "running":
                 journal = self.journal_path(ex["id"])
-                alive = _writer_alive(journal)
+                alive = writer_alive(journal)
                 missing = missing or alive is None
-                content, reasoning = _read_journal(journal)
+                content, reasoning = read_journal(journal)
                 ex = dict(ex, answer=_clean({"content": content, "reasoning": reasoning or None}))
                 if not alive:
                     ex.update(status="done", finish_reason="interrupted")
@@ -501,7 +518,7 @@ class HistoryStore:
             if not dead:
                 return None
             records = [
-                _index_record(chat_id, ex, "end", view.get("title", "") if n == 0 else None)
+                index_record(chat_id, ex, "end", view.get("title", "") if n == 0 else None)
                 for n, ex in enumerate(view["exchanges"])
                 if ex["id"] in dead
             ]
@@ -511,6 +528,20 @@ class HistoryStore:
             for exchange_id in gone:
                 self.journal_path(exchange_id).unlink(missing_ok=True)
         return settled[0] if settled else None
+
+    def origin(self, chat_id: str) -> tuple[str | None, str | None]:
+        """The requested model and base URL of the chat's last exchange (None when unknown), so
+        a continued chat goes on with the same model on the same server."""
+        path = self.chat_path(chat_id)
+        if path is None:
+            raise UsageError(f"no chat matches {chat_id!r}")
+        exchanges = self._read(path)["exchanges"]
+        last = exchanges[-1] if exchanges else {}
+        model, url = last.get("requested_model"), last.get("base_url")
+        return (
+            model if isinstance(model, str) and model else None,
+            url if isinstance(url, str) and url else None,
+        )
 
     def conversation(self, chat_id: str) -> list[dict[str, Any]]:
         """The messages that continue a chat: one system message first (the latest one set),
@@ -595,11 +626,11 @@ class HistoryStore:
     def _index_text(self) -> tuple[str, int]:
         """The index's complete lines and its size in bytes, rebuilding it when it is missing."""
         try:
-            raw = self._index.read_bytes()
+            raw = read_private(self._index)
         except FileNotFoundError:
             raw = self._rebuilt_index()
         except OSError as exc:
-            self.say(f"history: cannot read {self._index}: {_reason(exc)}")
+            self.say(f"history: cannot read {self._index}: {os_reason(exc)}")
             return "", 0
         end = raw.rfind(b"\n") + 1  # a line still being written has no newline yet
         return raw[:end].decode("utf-8", "replace"), end
@@ -610,11 +641,11 @@ class HistoryStore:
         if self.read_only:
             return b"".join(self._index_lines_from_chats())
         try:
-            with _locked(self._lock):
+            with locked(self._lock):
                 self._ensure_index()
-                return self._index.read_bytes()
+                return read_private(self._index)
         except OSError as exc:
-            self.say(f"history: cannot rebuild {self._index}: {_reason(exc)}")
+            self.say(f"history: cannot rebuild {self._index}: {os_reason(exc)}")
             return b"".join(self._index_lines_from_chats())
 
     def _scan(self, text: str) -> dict[str, tuple[str, str, str, int]]:
@@ -749,14 +780,14 @@ class HistoryStore:
             "finish_reason": finish,
             "prompt_tokens": sum(_number(r.get("prompt_tokens")) for r in records),
             "completion_tokens": sum(_number(r.get("completion_tokens")) for r in records),
-            "cost": round(sum(_number(r.get("cost")) for r in records), 9),
+            "cost": _known_cost(records),
         }
 
     def _unfinished_reason(self, record: dict[str, Any], size: int) -> str | None:
         """``running`` while the writer holds the journal; otherwise the finish reason of an end
         line appended since the index was read, else ``interrupted``."""
         ex = str(record["ex"])
-        if _writer_alive(self.journal_path(ex)):
+        if writer_alive(self.journal_path(ex)):
             return "running"
         try:
             with self._index.open("rb") as handle:
@@ -793,41 +824,50 @@ class HistoryStore:
                 get("completion_tokens", 0),
                 get("reasoning_tokens", 0),
                 get("cached_tokens", 0),
-                get("cost", 0),
             )
-            try:
-                sum(numbers)  # a hand-edited line with a non-number is left out
-            except TypeError:
-                continue
+            if not all(is_number(n) for n in numbers):
+                continue  # a hand-edited line with a non-number is left out
             key = str((at[:10] if by == "day" else get("served") or get("model")) or "unknown")
             row = rows.get(key)
             if row is None:
-                row = rows[key] = [0, 0, 0, 0, 0, 0.0]
+                row = rows[key] = [0, 0, 0, 0, 0, 0.0, 0]
             row[0] += 1
-            row[1] += numbers[0]
-            row[2] += numbers[1]
-            row[3] += numbers[2]
-            row[4] += numbers[3]
-            row[5] += numbers[4]
+            for n, number in enumerate(numbers, start=1):
+                row[n] += number
+            cost = get("cost")
+            if is_number(cost):
+                row[5] += cost
+            else:
+                row[6] += 1  # no cost reported: unknown, not free
         result = [_usage_row(key, row) for key, row in rows.items()]
         if by == "day":
             return sorted(result, key=lambda r: str(r["key"]))
-        return sorted(result, key=lambda r: (-r["cost"], -r["requests"], str(r["key"])))
+        return sorted(result, key=lambda r: (-(r["cost"] or 0), -r["requests"], str(r["key"])))
 
 
 def _usage_row(key: str, row: list[int | float]) -> dict[str, Any]:
+    """A usage row; ``cost`` is None when no request in it reported one."""
+    requests, without = int(row[0]), int(row[6])
     return {
         "key": key,
-        "requests": row[0],
+        "requests": requests,
         **{field: row[n] for n, field in enumerate(_USAGE_FIELDS, start=1)},
-        "cost": round(float(row[5]), 9),
+        "cost": round(float(row[5]), 9) if requests > without else None,
+        "requests_without_cost": without,
     }
+
+
+def _known_cost(records: list[dict[str, Any]]) -> float | None:
+    """The sum of the reported costs; None when none was reported."""
+    costs = [r["cost"] for r in records if is_number(r.get("cost"))]
+    return round(sum(costs), 9) if costs else None
 
 
 def usage_total(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Sum ``HistoryStore.usage`` rows into one row whose key is "total"."""
-    total: list[int | float] = [0, 0, 0, 0, 0, 0.0]
+    total: list[int | float] = [0, 0, 0, 0, 0, 0.0, 0]
+    fields = ("requests", *_USAGE_FIELDS, "cost", "requests_without_cost")
     for row in rows:
-        for n, field in enumerate(("requests", *_USAGE_FIELDS, "cost")):
+        for n, field in enumerate(fields):
             total[n] += _number(row.get(field))
     return _usage_row("total", total)
