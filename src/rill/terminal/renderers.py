@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from rill.events import Chunk, Delta, Done, Reasoning, Start, Terminal, ToolCall
 from rill.output.formats import OutputFormat, Renderer
@@ -38,6 +38,24 @@ if TYPE_CHECKING:
 
 def _nothing() -> None:
     pass
+
+
+class LineEnds:
+    """Stands in for a renderer's binary stdout and remembers whether the last byte written
+    ended a line, so that a note printed after the answer can start on a line of its own."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.at_line_start = True
+
+    def write(self, data: Any) -> int:
+        n: int = self._out.write(data)
+        if len(data):
+            self.at_line_start = bytes(data[-1:]) == b"\n"
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._out, name)
 
 
 # -- the wrappers ------------------------------------------------------------------------------
@@ -87,6 +105,12 @@ class TerminalText(_Base):
         self.sink = sink
         self.reasoning = reasoning
         self.answering = False
+
+    @property
+    def at_line_start(self) -> bool:
+        """Whether the terminal's cursor is at the start of a line after what stdout got (True
+        when stdout is not a terminal: the answer went elsewhere)."""
+        return self.sink is None or self.sink.at_line_start
 
     def start(self, event: Start, transcript: Transcript) -> None:
         self.inner.start(event, transcript)
@@ -158,6 +182,16 @@ class TerminalEvents(_Base):
         super().__init__(inner, spinner, restore)
         # On a terminal stdout, every format but ``json`` writes from ``start`` on.
         self.writes_early = stdout_tty and fmt is not OutputFormat.json
+        self._lines: LineEnds | None = None
+        out = getattr(inner, "out", None)
+        if stdout_tty and out is not None:
+            self._lines = LineEnds(out)
+            inner.out = self._lines  # type: ignore[attr-defined]  # every format has ``out``
+
+    @property
+    def at_line_start(self) -> bool:
+        """Whether the last byte the format wrote to a terminal stdout ended a line."""
+        return self._lines is None or self._lines.at_line_start
 
     def start(self, event: Start, transcript: Transcript) -> None:
         if self.writes_early:

@@ -17,6 +17,9 @@ class Sink(Protocol):
     @property
     def pending(self) -> bool: ...
 
+    @property
+    def at_line_start(self) -> bool: ...
+
     def write(self, text: str) -> None: ...
 
     def close(self, *, cancelled: bool) -> None: ...
@@ -31,6 +34,11 @@ class PlainSink:
         self.out = out
         self.filt = filt
         self.last = ""
+
+    @property
+    def at_line_start(self) -> bool:
+        """Nothing written yet, or the last write ended a line."""
+        return self.last in ("", "\n")
 
     def _emit(self, text: str) -> None:
         if text:
@@ -58,6 +66,12 @@ class MarkdownSink:
         self.color = color
         self.env = env
         self.md: TerminalMarkdown | None = None
+        self.last = ""
+
+    @property
+    def at_line_start(self) -> bool:
+        """Nothing written yet, or the last write ended a line."""
+        return self.last in ("", "\n")
 
     @property
     def pending(self) -> bool:
@@ -75,6 +89,7 @@ class MarkdownSink:
         if text:
             self.out.write(text.encode("utf-8", "surrogateescape"))
             self.out.flush()
+            self.last = text[-1]
 
     def write(self, text: str) -> None:
         self._emit(self.prepare().feed(self.filt.feed(text)))
