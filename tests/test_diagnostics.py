@@ -24,6 +24,7 @@ from rill.output.diagnostics import (
 )
 from rill.output.formats import OutputFormat, make_renderer
 from rill.stream.transcript import Transcript
+from rill.terminal.renderers import for_terminal
 from tests.test_tty import DONE, FakeTTY, FakeTTYText, settings, text_renderer
 
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # write "hello" to the clipboard
@@ -188,8 +189,6 @@ def test_text_to_a_pipe_leaves_the_terminal_alone() -> None:
 
 
 def test_raw_format_on_a_terminal_reports_an_open_line() -> None:
-    from rill.terminal.tty import for_terminal
-
     out = FakeTTY()
     r: Any = for_terminal(
         make_renderer(OutputFormat.raw, out, tty=True),
