@@ -235,3 +235,30 @@ def test_diagnostics_off_a_terminal_import_neither_rich_nor_the_terminal_layer()
     modules = json.loads(done.stdout)
     assert "rill.output.diagnostics" in modules
     assert not [m for m in modules if m == "rich" or m.startswith(("rich.", "rill.terminal"))]
+
+
+def test_for_environment_uses_the_environments_streams_and_variables() -> None:
+    from rill.env import Environment
+    from rill.terminal.renderers import for_environment
+
+    out, err = FakeTTY(), FakeTTYText()
+    environment = Environment(
+        stdin=None,
+        stdout=out,
+        stderr=err,
+        environ={"NO_COLOR": "1"},
+        stdout_isatty=True,
+        stderr_isatty=False,
+    )
+    r: Any = for_environment(
+        make_renderer(OutputFormat.text, out, tty=True),
+        environment,
+        fmt=OutputFormat.text,
+        settings=settings(markdown=False),
+        raw=False,
+    )
+    r.start(start(), Transcript())
+    r.deltas(b"", [Chunk(f"x{OSC52}")])
+    r.finish(DONE)
+    assert out.getvalue() == "x␛]52;c;aGVsbG8=␇\n".encode()
+    assert err.getvalue() == "" and r.spinner is None and r.at_line_start

@@ -33,6 +33,7 @@ from rill.terminal.spinner import Spinner, guard_stderr
 
 if TYPE_CHECKING:
     from rill.config.settings import Settings
+    from rill.env import Environment
     from rill.stream.transcript import Transcript
 
 
@@ -266,3 +267,26 @@ def for_terminal(
         ReasoningSink(err, filt() if stderr_tty else Exact(), color=err_color) if show else None
     )
     return TerminalText(renderer, sink=sink, reasoning=reasoning, spinner=spinner, restore=restore)
+
+
+def for_environment(
+    renderer: Renderer,
+    environment: Environment,
+    *,
+    fmt: OutputFormat,
+    settings: Settings,
+    raw: bool,
+) -> Renderer:
+    """``for_terminal`` for a command's ``Environment``: its streams, variables and terminal
+    checks. When its stderr is the process's ``sys.stderr``, that is guarded as there."""
+    return for_terminal(
+        renderer,
+        fmt=fmt,
+        settings=settings,
+        stdout_tty=environment.stdout_isatty,
+        stderr_tty=environment.stderr_isatty,
+        raw=raw,
+        out=environment.stdout,
+        err=None if environment.stderr is sys.stderr else environment.stderr,
+        env=environment.environ,
+    )

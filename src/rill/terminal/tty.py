@@ -8,7 +8,7 @@ characters), ``spinner`` (waiting indicator and stderr guard), ``sinks`` (where 
 from __future__ import annotations
 
 from rill.terminal.color import DIM, RESET, color_enabled, terminal_size
-from rill.terminal.renderers import TerminalEvents, TerminalText, for_terminal
+from rill.terminal.renderers import TerminalEvents, TerminalText, for_environment, for_terminal
 from rill.terminal.safe import Exact, SafeText, neutralise
 from rill.terminal.spinner import GuardedStderr, Spinner
 
@@ -22,6 +22,7 @@ __all__ = [
     "TerminalEvents",
     "TerminalText",
     "color_enabled",
+    "for_environment",
     "for_terminal",
     "neutralise",
     "terminal_size",
