@@ -251,22 +251,19 @@ def for_terminal(
             renderer, fmt=fmt, stdout_tty=stdout_tty, spinner=spinner, restore=restore
         )
 
-    def filt() -> SafeText | Exact:
-        return Exact() if raw else SafeText()
-
-    sink: Sink | None = None
-    if stdout_tty:
-        out_color = color_enabled(out, settings.color, env)
-        markdown = settings.markdown if settings.markdown is not None else True
-        if markdown and not raw:
-            sink = MarkdownSink(out, SafeText(), color=out_color, env=env)
-        else:
-            sink = PlainSink(out, filt())
+    sink = _answer_sink(out, settings, env, raw=raw) if stdout_tty else None
     show = settings.show_reasoning if settings.show_reasoning is not None else stderr_tty
-    reasoning = (
-        ReasoningSink(err, filt() if stderr_tty else Exact(), color=err_color) if show else None
-    )
+    filt = Exact() if raw or not stderr_tty else SafeText()
+    reasoning = ReasoningSink(err, filt, color=err_color) if show else None
     return TerminalText(renderer, sink=sink, reasoning=reasoning, spinner=spinner, restore=restore)
+
+
+def _answer_sink(out: BinaryIO, settings: Settings, env: Mapping[str, str], *, raw: bool) -> Sink:
+    """Markdown unless ``--no-markdown`` or ``--raw``; safe text unless ``--raw``."""
+    markdown = settings.markdown if settings.markdown is not None else True
+    if markdown and not raw:
+        return MarkdownSink(out, SafeText(), color=color_enabled(out, settings.color, env), env=env)
+    return PlainSink(out, Exact() if raw else SafeText())
 
 
 def for_environment(
