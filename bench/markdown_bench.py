@@ -2,7 +2,7 @@
 
 Builds a markdown answer of about 20,000 tokens (headings, paragraphs with inline styles, bullet
 and numbered lists, fenced code blocks, a few tables), cuts it into one delta per token and
-feeds it through ``rill.terminal.tty.for_terminal`` into a pseudo-terminal
+feeds it through ``rill.terminal.renderers.for_terminal`` into a pseudo-terminal
 (``pty.openpty()``, 120×40,
 with a thread draining the master side, as a terminal emulator would). Each ``deltas()`` call is
 timed with ``time.perf_counter`` (wall) and ``time.thread_time`` (CPU of the rendering thread;
@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 try:
-    from rill.terminal.tty import for_terminal
+    from rill.terminal.renderers import for_terminal
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from rill.terminal.tty import for_terminal
+    from rill.terminal.renderers import for_terminal
 
 from rill.config.settings import Settings
 from rill.events import Chunk, Delta, Done, Start

@@ -2,7 +2,7 @@
 
 ``rill "prompt" | …`` runs inside loops and one-liners, so everything it imports is paid on every
 call. Markdown rendering (``rich.markdown``, ``markdown_it``, ``pygments``), rich tables, the
-terminal layer (``rill.terminal.tty``) and the history store (``rill.history``) belong to terminals
+terminal layer (``rill.terminal``) and the history store (``rill.history``) belong to terminals
 and
 subcommands and must be imported inside the code that needs them. Each check runs in a fresh
 interpreter, so nothing imported by the test process itself can hide a regression.
@@ -25,7 +25,7 @@ HEAVY = (
     "pygments",
     "rich.table",
     "rill.history",
-    "rill.terminal.tty",
+    "rill.terminal",
     "rill.fake",
 )
 

@@ -157,3 +157,19 @@ def test_no_color_means_no_escape_sequences(
     assert "Thinking it over." in screen  # reasoning, undimmed
     assert "• install it" in screen and "```" not in screen  # still markdown structure
     assert "\x1b" not in tmux.screen(escapes=True)
+
+
+@pytest.mark.parametrize("no_color", [True, False])
+def test_no_color_tables_have_no_bold_either(
+    tmux: Tmux, fake_server: FakeOpenRouter, rill_env: Path, no_color: bool
+) -> None:
+    # rich's own NO_COLOR support keeps bold headers; without NO_COLOR they are bold (the contrast
+    # shows that the check can see them).
+    env = {"NO_COLOR": "1"} if no_color else {}
+    first = rill_command(fake_server, rill_env, env=env).split("; echo")[0]
+    listing = first.replace(f"--base-url {fake_server.url} -m test/m hi", "history list")
+    tmux.start(f'{first} >/dev/null && {listing}; echo "[exit $?]"; sleep 60')
+    screen = wait_exit(tmux)
+    assert "UPDATED" in screen and "test/m" in screen
+    styled = tmux.screen(escapes=True)
+    assert ("\x1b" in styled) is not no_color, repr(styled[:300])

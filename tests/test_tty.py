@@ -22,24 +22,12 @@ from rill.config.settings import Settings
 from rill.events import Chunk, Done, Error, Reasoning, Start, ToolCall
 from rill.output.formats import OutputFormat, TextRenderer, make_renderer
 from rill.stream.transcript import Transcript
-from rill.terminal.markdown import (
-    Block,
-    BlockSplitter,
-    CodeEnd,
-    CodeLine,
-    CodeStart,
-    MdEvent,
-    TerminalMarkdown,
-)
-from rill.terminal.tty import (
-    SafeText,
-    Spinner,
-    TerminalEvents,
-    TerminalText,
-    color_enabled,
-    for_terminal,
-    neutralise,
-)
+from rill.terminal.blocks import Block, BlockSplitter, CodeEnd, CodeLine, CodeStart, MdEvent
+from rill.terminal.color import color_enabled
+from rill.terminal.markdown import TerminalMarkdown
+from rill.terminal.renderers import TerminalEvents, TerminalText, for_terminal
+from rill.terminal.safe import SafeText, neutralise
+from rill.terminal.spinner import Spinner
 from tests.e2e import wait_until
 
 OSC52 = "\x1b]52;c;aGVsbG8=\x07"
@@ -712,7 +700,7 @@ def test_cancelled_run_keeps_the_partial_line() -> None:
 def test_rich_is_imported_only_for_markdown() -> None:
     code = (
         "import sys, io\n"
-        "from rill.terminal.tty import for_terminal\n"
+        "from rill.terminal.renderers import for_terminal\n"
         "from rill.output.formats import OutputFormat, TextRenderer\n"
         "from rill.config.settings import Settings\n"
         "class T(io.BytesIO):\n"

@@ -131,7 +131,7 @@ def _text_filter() -> Callable[[str], str]:
     it (a model's answer can hold any) are shown instead of obeyed."""
     if not stdout_is_terminal():
         return str
-    from rill.terminal.tty import neutralise
+    from rill.terminal.safe import neutralise
 
     return neutralise
 

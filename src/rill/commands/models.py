@@ -64,7 +64,7 @@ def _print_models(models: list[dict[str, Any]]) -> None:
     from rich.text import Text
 
     from rill.commands.output import console
-    from rill.terminal.tty import neutralise
+    from rill.terminal.safe import neutralise
 
     table = Table(box=None, pad_edge=False, highlight=False)
     table.add_column(HEADER[0], overflow="fold")  # a narrow terminal folds an ID, never cuts it

@@ -64,7 +64,7 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from rill.terminal.tty import neutralise
+    from rill.terminal.safe import neutralise
 
     table = Table(*header, box=None, pad_edge=False, highlight=False)
     for row in rows:
@@ -83,10 +83,22 @@ def stdout_is_terminal() -> bool:
 
 
 def console(stderr: bool = False) -> Any:
-    """A rich console honouring NO_COLOR / FORCE_COLOR (imported only when a table is shown)."""
+    """A rich console with rill's colour policy (imported only when a table is shown).
+
+    rich's own NO_COLOR handling drops colours but keeps bold and dim; NO_COLOR here means no
+    escape sequence at all, so without colour the console gets no colour system.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    from rill.terminal.color import color_enabled
+
+    color = color_enabled(sys.stderr if stderr else sys.stdout)
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        soft_wrap=False,
+        color_system="auto" if color else None,
+    )
 
 
 def warn(message: str) -> None:
