@@ -16,6 +16,17 @@ class ReasoningEffort(StrEnum):
     high = "high"
 
 
+class Color(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+def choices(enum: type[StrEnum]) -> str:
+    """An option's value placeholder that lists its choices: ``auto|always|never``."""
+    return "|".join(member.value for member in enum)
+
+
 #: --option's help: the flag's short form differs (``ask`` has -o, ``batch`` uses -o for output).
 OPTION_HELP = "Extra request field KEY=VALUE (JSON when it parses; @file)."
 
@@ -39,13 +50,14 @@ Template = Annotated[
     ),
 ]
 Temperature = Annotated[
-    float | None, typer.Option("--temperature", metavar="F", help="Sampling temperature.")
+    float | None, typer.Option("--temperature", metavar="NUMBER", help="Sampling temperature.")
 ]
 MaxTokens = Annotated[
     int | None, typer.Option("--max-tokens", metavar="N", help="Maximum tokens to generate.", min=1)
 ]
 Effort = Annotated[
-    ReasoningEffort | None, typer.Option("--reasoning-effort", help="Reasoning effort.")
+    ReasoningEffort | None,
+    typer.Option("--reasoning-effort", metavar=choices(ReasoningEffort), help="Reasoning effort."),
 ]
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL.")
