@@ -71,6 +71,8 @@ def test_a_prompt_starting_with_a_command_name_is_sent_when_asked_for_plainly() 
     assert dry_run_prompt(rill("--dry-run", "--", "history", "of", "rome")) == "history of rome"
     assert dry_run_prompt(rill("ask", "--dry-run", "history of rome")) == "history of rome"
     assert dry_run_prompt(rill("--dry-run", "historyless", "rome")) == "historyless rome"
+    assert dry_run_prompt(rill("ask", "--dry-run", "me", "why")) == "me why"  # the command
+    assert dry_run_prompt(rill("-m", "x", "--dry-run", "ask", "me")) == "ask me"  # a prompt
     done = rill("history", "list")  # still the command
     assert (done.returncode, done.stderr) == (0, "")
 

@@ -36,7 +36,8 @@ class RillGroup(TyperGroup):
         if not args and ctx.resilient_parsing:  # completing the first word: offer commands
             return super().parse_args(ctx, args)
         routed = _pair_params(args)
-        commands = {"ask", *_subcommand_names()}
+        # "ask" is left out: `rill -m X ask me` sends "ask me", a prompt more often than not.
+        commands = _subcommand_names() - {"ask"}
         if not ctx.resilient_parsing and not commands.isdisjoint(routed):
             from rill.commands.helptext import refuse_command_as_prompt
 
