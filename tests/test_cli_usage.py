@@ -147,3 +147,16 @@ def test_the_command_groups_help_has_the_same_footer() -> None:
     root = typer.main.get_command(app)
     text = root.get_help(root.make_context("rill", [], resilient_parsing=True))
     assert " ".join(commands_footer(app).split()) in " ".join(text.split())
+
+
+def test_arguments_are_named_in_capitals_without_braces() -> None:
+    for words, usage in [
+        (["config", "set"], "Usage: rill config set [OPTIONS] KEY VALUE"),
+        (["config", "get"], "Usage: rill config get [OPTIONS] KEY"),
+        (["templates", "show"], "Usage: rill templates show [OPTIONS] NAME"),
+        (["templates", "path"], "Usage: rill templates path [OPTIONS] [NAME]"),
+        (["completions"], "Usage: rill completions [OPTIONS] SHELL"),
+    ]:
+        done = rill(*words, "--help")
+        assert done.stdout.splitlines()[0] == usage
+        assert "{" not in done.stdout

@@ -13,7 +13,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperGroup
 
 from rill import __version__
 from rill.commands import options as opt
@@ -131,7 +131,7 @@ def _pair_params(args: list[str]) -> list[str]:
     return out
 
 
-class AskCommand(TyperCommand):
+class AskCommand(opt.Command):
     """The prompt command: its help is ``rill --help``, so it shows how rill is called."""
 
     def format_usage(self, ctx: Any, formatter: Any) -> None:

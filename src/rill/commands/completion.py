@@ -186,4 +186,6 @@ def completions_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("completions")(completions_command)
+    from rill.commands.options import Command
+
+    app.command("completions", cls=Command)(completions_command)

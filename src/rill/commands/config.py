@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rill.commands import options as opt
 from rill.commands.completion import complete_config_key, complete_config_value
 from rill.commands.output import warn
 
@@ -125,13 +126,13 @@ def format_value(value: Any) -> str:
     return tomli_w.dumps({"v": value}).partition("=")[2].strip()
 
 
-@config_app.command("path")
+@config_app.command("path", cls=opt.Command)
 def config_path() -> None:
     """Print the path of config.toml (it may not exist yet)."""
     typer.echo(str(_config_file()))
 
 
-@config_app.command("show")
+@config_app.command("show", cls=opt.Command)
 def config_show() -> None:
     """Print the settings in config.toml (the API key redacted)."""
     import tomli_w
@@ -197,7 +198,7 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-@config_app.command("get")
+@config_app.command("get", cls=opt.Command)
 def config_get(
     key: KeyArg,
     show_origin: Annotated[
@@ -222,7 +223,7 @@ def config_get(
         typer.echo(shown)
 
 
-@config_app.command("set")
+@config_app.command("set", cls=opt.Command)
 def config_set(
     key: KeyArg,
     value: Annotated[
@@ -247,7 +248,7 @@ def config_set(
     save(path, data)
 
 
-@config_app.command("unset")
+@config_app.command("unset", cls=opt.Command)
 def config_unset(key: KeyArg) -> None:
     """Remove KEY from config.toml (nothing to do when it is not set)."""
     path = _config_file()

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from rill.commands.completion import complete_model, complete_template
+
+
+class Command(TyperCommand):
+    """A command whose usage line names its arguments as its help lists them: ``NAME`` when
+    required, ``[NAME]`` when optional, ``NAME...`` when repeated (not typer's ``{name}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if getattr(param, "param_type_name", "") != "argument":
+                pieces.extend(param.get_usage_pieces(ctx))
+                continue
+            name = str(param.metavar or param.name).upper().strip("[]{}").removesuffix("...")
+            name += "..." if param.nargs == -1 else ""
+            pieces.append(name if param.required else f"[{name}]")
+        return pieces
 
 
 class ReasoningEffort(StrEnum):
