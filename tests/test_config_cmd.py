@@ -68,14 +68,40 @@ def test_set_then_get(
     assert rill("config", "get", key).stdout == f"{shown or stored}\n"
 
 
-def test_get_of_an_unset_key_exits_0_printing_nothing(rill_env: Path) -> None:
-    # Exit 1 is reserved for internal errors; an unset key is an empty answer.
-    result = rill("config", "get", "retries")
+def test_get_of_a_key_without_any_value_exits_0_printing_nothing(rill_env: Path) -> None:
+    # Exit 1 is reserved for internal errors; a key without a value is an empty answer.
+    result = rill("config", "get", "system")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
     rill("config", "set", "model", "a/b")
     result = rill("config", "get", "aliases.fast")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
     assert rill("config", "get", "no_such_key").exit_code == 2  # an unknown key is a usage error
+
+
+def test_get_prints_the_value_in_effect_with_its_origin(
+    rill_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RILL_MODEL", raising=False)
+    monkeypatch.delenv("RILL_BASE_URL", raising=False)
+    assert rill("config", "get", "retries").stdout == "2\n"  # the default, not an empty line
+    assert rill("config", "get", "retries", "--show-origin").stdout == "default\t2\n"
+    assert rill("config", "get", "timeout").stdout == "60.0\n"
+    assert rill("config", "get", "model").stdout == "openrouter/auto\n"
+    rill("config", "set", "retries", "5")
+    origin = rill("config", "get", "--show-origin", "retries").stdout
+    assert origin == f"config file {config_file(rill_env)}\t5\n"
+    rill("config", "set", "model", "a/b")
+    monkeypatch.setenv("RILL_MODEL", "c/d")
+    assert rill("config", "get", "model", "--show-origin").stdout == "environment RILL_MODEL\tc/d\n"
+
+
+def test_get_of_the_api_key_is_redacted(rill_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-or-v1-0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("OPENROUTER_API_KEY", key)
+    result = rill("config", "get", "api_key", "--show-origin")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("environment OPENROUTER_API_KEY\t")
+    assert key not in result.stdout
 
 
 def test_set_keeps_other_keys_and_tables(rill_env: Path) -> None:

@@ -116,6 +116,24 @@ def test_completion_scripts_come_from_typers_machinery() -> None:
     assert "_RILL_COMPLETE=complete_fish" in fish
 
 
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_rill_completions_prints_the_shipped_script(shell: str) -> None:
+    from tests.e2e import run
+
+    done = run(["completions", shell])
+    assert (done.returncode, done.stderr) == (0, b"")
+    shipped = ROOT / gen_docs.COMPLETIONS[shell]
+    assert done.stdout.decode() == shipped.read_text(encoding="utf-8")
+
+
+def test_rill_completions_refuses_other_shells() -> None:
+    from tests.e2e import run
+
+    done = run(["completions", "tcsh"])
+    assert done.returncode == 2 and done.stdout == b""
+    assert b"(see rill completions --help)" in done.stderr
+
+
 def test_groff_finds_nothing_to_warn_about() -> None:
     if shutil.which("groff") is None:
         pytest.skip("groff is not installed")

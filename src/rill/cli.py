@@ -17,15 +17,10 @@ from typer.core import TyperGroup
 
 from rill import __version__
 from rill.commands import options as opt
-from rill.commands.completion import complete_chat
-from rill.errors import ExitCode, RillError
+from rill.commands.completion import add_completers, complete_chat
+from rill.errors import ExitCode, RillError, UsageError
 from rill.output.formats import OutputFormat
 
-SUBCOMMAND_HELP = (
-    "Commands: rill ask PROMPT (same as rill PROMPT) · rill history list|show|rm|export|search · "
-    "rill usage · rill batch · rill models · rill config path|show|get|set · rill templates. "
-    "Run rill COMMAND --help for each."
-)
 #: Options that belong to the command group itself rather than to the prompt.
 GROUP_OPTIONS = frozenset({"--install-completion", "--show-completion"})
 
@@ -40,7 +35,29 @@ class RillGroup(TyperGroup):
             return super().parse_args(ctx, args)
         if not args and ctx.resilient_parsing:  # completing the first word: offer commands
             return super().parse_args(ctx, args)
-        return super().parse_args(ctx, ["ask", *_pair_params(args)])
+        routed = _pair_params(args)
+        # "ask" is left out: `rill -m X ask me` sends "ask me", a prompt more often than not.
+        commands = _subcommand_names() - {"ask"}
+        if not ctx.resilient_parsing and not commands.isdisjoint(routed):
+            from rill.commands.helptext import refuse_command_as_prompt
+
+            refuse_command_as_prompt(ctx, self.commands["ask"], routed, commands)
+        return super().parse_args(ctx, ["ask", *routed])
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """``rill --<Tab>``: the prompt command's options too, since it is the default."""
+        results = super().shell_complete(ctx, incomplete)
+        ask = self.commands.get("ask")
+        if ask is None or not incomplete.startswith("-"):
+            return results
+        from rill.commands.helptext import option_items
+
+        return results + option_items(ask, ctx, incomplete, {item.value for item in results})
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        from rill.commands.helptext import write_footer
+
+        write_footer(formatter, app)
 
     def main(  # type: ignore[override]  # same parameters, narrowed to what rill passes
         self,
@@ -51,6 +68,8 @@ class RillGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         """Bad flags and arguments get one line on stderr and exit 2, like every other error."""
+        if os.environ.get(complete_var or "_RILL_COMPLETE"):
+            add_completers(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -66,7 +85,11 @@ class RillGroup(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":  # `rill history`: the help is the answer
                 sys.stderr.write(message() + "\n")
             else:
-                hint = " (see rill --help)" if exit_code == ExitCode.USAGE else ""
+                hint = ""
+                if exit_code == ExitCode.USAGE:
+                    from rill.commands.helptext import help_hint
+
+                    hint = help_hint(getattr(exc, "ctx", None))
                 err(f"{message()}{hint}")
             sys.exit(exit_code)
         sys.exit(code if isinstance(code, int) else 0)
@@ -108,12 +131,25 @@ def _pair_params(args: list[str]) -> list[str]:
     return out
 
 
+class AskCommand(opt.Command):
+    """The prompt command: its help is ``rill --help``, so it shows how rill is called."""
+
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        from rill.commands.helptext import USAGE
+
+        formatter.write_usage("rill", USAGE)
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        from rill.commands.helptext import write_footer
+
+        write_footer(formatter, app)
+
+
 def _new_app() -> typer.Typer:
     return typer.Typer(
         cls=RillGroup,
         name="rill",
         help="Stream LLM completions from OpenRouter or any OpenAI-compatible server.",
-        epilog=SUBCOMMAND_HELP,
         no_args_is_help=False,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
@@ -166,12 +202,15 @@ def ask(
     ctx: typer.Context,
     prompt: Annotated[
         list[str] | None,
-        typer.Argument(help="Prompt words, joined with spaces; '-' reads stdin only."),
+        typer.Argument(
+            metavar="PROMPT...", help="Prompt words, joined with spaces; '-' reads stdin only."
+        ),
     ] = None,
     model: opt.Model = None,
     system: opt.System = None,
     fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+        OutputFormat,
+        typer.Option("--format", "-f", metavar=opt.choices(OutputFormat), help="Output format."),
     ] = OutputFormat.text,
     continue_: Annotated[
         bool, typer.Option("--continue", "-c", help="Continue the most recent chat.")
@@ -179,7 +218,10 @@ def ask(
     chat: Annotated[
         str | None,
         typer.Option(
-            "--chat", help="Continue this chat (ID or unique prefix).", autocompletion=complete_chat
+            "--chat",
+            metavar="ID",
+            help="Continue this chat (ID or unique prefix).",
+            autocompletion=complete_chat,
         ),
     ] = None,
     no_history: opt.NoHistory = False,
@@ -188,26 +230,36 @@ def ask(
     reasoning_effort: opt.Effort = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", "-o", help=opt.OPTION_HELP),
+        typer.Option("--option", "-o", metavar="KEY=VALUE", help=opt.OPTION_HELP),
     ] = None,
     base_url: opt.BaseUrl = None,
     timeout: opt.Timeout = None,
     connect_timeout: Annotated[
-        float | None, typer.Option("--connect-timeout", help="Connect timeout in seconds.", min=0)
+        float | None,
+        typer.Option(
+            "--connect-timeout", metavar="SECONDS", help="Connect timeout in seconds.", min=0
+        ),
     ] = None,
     first_token_timeout: Annotated[
         float | None,
-        typer.Option("--first-token-timeout", help="Limit on the wait for the first token.", min=0),
+        typer.Option(
+            "--first-token-timeout",
+            metavar="SECONDS",
+            help="Limit on the wait for the first token.",
+            min=0,
+        ),
     ] = None,
     total_timeout: Annotated[
-        float | None, typer.Option("--total-timeout", help="Limit on the whole run.", min=0)
+        float | None,
+        typer.Option("--total-timeout", metavar="SECONDS", help="Limit on the whole run.", min=0),
     ] = None,
     retries: opt.Retries = None,
     stats: Annotated[
         bool | None, typer.Option("--stats", help="Print a timing/usage line on stderr.")
     ] = None,
     color: Annotated[
-        str | None, typer.Option("--color", help="Colour: auto, always or never.")
+        opt.Color | None,
+        typer.Option("--color", metavar=opt.choices(opt.Color), help="When to use colour."),
     ] = None,
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Ask for the whole answer at once.")
@@ -215,7 +267,12 @@ def ask(
     template: opt.Template = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="Template parameter: -p KEY VALUE (or KEY=VALUE)."),
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY VALUE",
+            help="Fill a placeholder of the template (-t): -p KEY VALUE (or KEY=VALUE).",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
@@ -248,8 +305,7 @@ def ask(
     from rill.commands.prompt import PromptArgs, run_prompt
     from rill.input.prompting import parse_params
 
-    if color is not None and color not in ("auto", "always", "never"):
-        raise typer.BadParameter("must be auto, always or never", param_hint="--color")
+    _check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
     words = list(prompt or [])
     args = PromptArgs(
         words=words,
@@ -266,7 +322,7 @@ def ask(
             "total_timeout": total_timeout,
             "retries": retries,
             "stats": stats,
-            "color": color,
+            "color": color.value if color else None,
             "markdown": markdown,
             "show_reasoning": show_reasoning,
         },
@@ -287,16 +343,32 @@ def ask(
     raise typer.Exit(run_prompt(args))
 
 
+def _check_combinations(
+    ctx: Any, *, param: list[str] | None, template: str | None, continue_: bool, chat: str | None
+) -> None:
+    """Options that would silently do nothing, or contradict each other, are usage errors."""
+    if param and not template:
+        ctx.fail("-p fills a template's placeholders: give the template with -t NAME")
+    if continue_ and chat is not None:
+        ctx.fail("-c continues the most recent chat and --chat a given one: use one of them")
+    if continue_:
+        from rill.config.settings import resolve_paths
+        from rill.history import HistoryStore
+
+        if HistoryStore(resolve_paths().history_dir, read_only=True).last_chat_id() is None:
+            raise UsageError("no chat to continue yet: start one with rill PROMPT")
+
+
 for _target in (app, prompt_app):
     _target.command(
         "ask",
+        cls=AskCommand,
         help="Send PROMPT (words, and stdin when it is not a terminal) and stream the answer.",
-        epilog=SUBCOMMAND_HELP,
     )(ask)
 
 
 def _register_subcommands() -> None:
-    from rill.commands import batch, config, fake, history, models, templates
+    from rill.commands import batch, completion, config, fake, history, models, templates
 
     history.register(app)
     models.register(app)
@@ -304,6 +376,7 @@ def _register_subcommands() -> None:
     templates.register(app)
     batch.register(app)
     fake.register(app)
+    completion.register(app)
 
 
 _register_subcommands()

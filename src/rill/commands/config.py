@@ -6,8 +6,9 @@ that expects a string keeps the words as typed (``rill config set system 1984``)
 reaches into the ``[aliases]`` table. The file is rewritten atomically with mode 0600, since it
 may hold ``api_key``; other keys are kept, comments are not (TOML writers do not keep them).
 
-``get`` of a key that is not set prints nothing and exits 0: exit 1 means a bug in rill, and an
-unset key is not one (an unknown key is a usage error, exit 2).
+``get`` prints the value in effect: the environment's, else the file's, else rill's default
+(``--show-origin`` says which). A key with no value at all prints nothing and exits 0: exit 1
+means a bug in rill, and an unset key is not one (an unknown key is a usage error, exit 2).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from rill.commands import options as opt
+from rill.commands.completion import complete_config_key, complete_config_value
 from rill.commands.output import warn
 
 config_app = typer.Typer(
@@ -27,7 +30,16 @@ config_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-KeyArg = Annotated[str, typer.Argument(help="A config key, or aliases.NAME for an alias.")]
+KeyArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="KEY",
+        help="A config key, or aliases.NAME for an alias.",
+        autocompletion=complete_config_key,
+    ),
+]
+#: Keys the environment can set, and the variable that does (it beats config.toml).
+ENV_VARS = {"model": "RILL_MODEL", "base_url": "RILL_BASE_URL", "api_key": "OPENROUTER_API_KEY"}
 
 
 def _config_file() -> Path:
@@ -114,13 +126,13 @@ def format_value(value: Any) -> str:
     return tomli_w.dumps({"v": value}).partition("=")[2].strip()
 
 
-@config_app.command("path")
+@config_app.command("path", cls=opt.Command)
 def config_path() -> None:
     """Print the path of config.toml (it may not exist yet)."""
     typer.echo(str(_config_file()))
 
 
-@config_app.command("show")
+@config_app.command("show", cls=opt.Command)
 def config_show() -> None:
     """Print the settings in config.toml (the API key redacted)."""
     import tomli_w
@@ -138,23 +150,90 @@ def config_show() -> None:
     sys.stdout.flush()
 
 
-@config_app.command("get")
-def config_get(key: KeyArg) -> None:
-    """Print the value of KEY (nothing, and exit 0, if it is not set)."""
-    name, alias = split_key(key)
-    data = read_raw(_config_file())
-    value = data.get(name)
+def in_effect(name: str, alias: str | None, path: Path) -> tuple[Any, str]:
+    """The value of a key that a run would use, and where it comes from."""
+    import os
+
+    from rill.config.settings import (
+        DEFAULT_BASE_URL,
+        OPENROUTER_DEFAULT_MAX_TOKENS,
+        OPENROUTER_DEFAULT_MODEL,
+        is_openrouter,
+        load_config,
+    )
+
+    data = load_config(path)
     if alias is not None:
-        value = value.get(alias) if isinstance(value, dict) else None
-    if value is None:
-        return
-    typer.echo(format_value(value))
+        table = data.get(name)
+        found = table.get(alias) if isinstance(table, dict) else None
+        return found, f"config file {path}" if found is not None else "default"
+    variable = ENV_VARS.get(name)
+    if variable and os.environ.get(variable, "").strip():
+        return os.environ[variable].strip(), f"environment {variable}"
+    if name == "color" and (os.environ.get("NO_COLOR") or os.environ.get("FORCE_COLOR")):
+        return "auto", "environment " + (
+            "NO_COLOR" if os.environ.get("NO_COLOR") else "FORCE_COLOR"
+        )
+    if name in data:
+        return data[name], f"config file {path}"
+    base_url = in_effect("base_url", None, path)[0] if name in ("model", "max_tokens") else ""
+    if name == "base_url":
+        return DEFAULT_BASE_URL, "default"
+    if name == "model" and is_openrouter(base_url):
+        return OPENROUTER_DEFAULT_MODEL, "default (for OpenRouter)"
+    if name == "max_tokens" and is_openrouter(base_url):
+        return OPENROUTER_DEFAULT_MAX_TOKENS, "default (for OpenRouter)"
+    return _defaults().get(name), "default"
 
 
-@config_app.command("set")
+def _defaults() -> dict[str, Any]:
+    import dataclasses
+
+    from rill.config.settings import Settings
+
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(Settings)
+        if f.default is not dataclasses.MISSING and f.default is not None
+    }
+
+
+@config_app.command("get", cls=opt.Command)
+def config_get(
+    key: KeyArg,
+    show_origin: Annotated[
+        bool,
+        typer.Option(
+            "--show-origin", help="Say where the value comes from: environment, file or default."
+        ),
+    ] = False,
+) -> None:
+    """Print the value of KEY in effect: from the environment, config.toml or the default
+    (nothing, and exit 0, when it has none). The API key is shown redacted."""
+    from rill.stream.protocol import redact
+
+    name, alias = split_key(key)
+    value, origin = in_effect(name, alias, _config_file())
+    shown = "" if value is None else format_value(value)
+    if name == "api_key" and isinstance(value, str):
+        shown = redact(shown, value)
+    if show_origin:
+        typer.echo(f"{origin}\t{shown}")
+    elif value is not None:
+        typer.echo(shown)
+
+
+@config_app.command("set", cls=opt.Command)
 def config_set(
     key: KeyArg,
-    value: Annotated[str, typer.Argument(help="The value: a TOML value, or plain text.")],
+    value: Annotated[
+        str,
+        typer.Argument(
+            metavar="VALUE",
+            help="The value: a TOML value, or plain text.",
+            autocompletion=complete_config_value,
+        ),
+    ],
 ) -> None:
     """Set KEY to VALUE in config.toml, keeping the other keys."""
     path = _config_file()
@@ -169,7 +248,7 @@ def config_set(
     save(path, data)
 
 
-@config_app.command("unset")
+@config_app.command("unset", cls=opt.Command)
 def config_unset(key: KeyArg) -> None:
     """Remove KEY from config.toml (nothing to do when it is not set)."""
     path = _config_file()

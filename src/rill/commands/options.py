@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from rill.commands.completion import complete_model, complete_template
+
+
+class Command(TyperCommand):
+    """A command whose usage line names its arguments as its help lists them: ``NAME`` when
+    required, ``[NAME]`` when optional, ``NAME...`` when repeated (not typer's ``{name}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if getattr(param, "param_type_name", "") != "argument":
+                pieces.extend(param.get_usage_pieces(ctx))
+                continue
+            name = str(param.metavar or param.name).upper().strip("[]{}").removesuffix("...")
+            name += "..." if param.nargs == -1 else ""
+            pieces.append(name if param.required else f"[{name}]")
+        return pieces
 
 
 class ReasoningEffort(StrEnum):
     low = "low"
     medium = "medium"
     high = "high"
+
+
+class Color(StrEnum):
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+def choices(enum: type[StrEnum]) -> str:
+    """An option's value placeholder that lists its choices: ``auto|always|never``."""
+    return "|".join(member.value for member in enum)
 
 
 #: --option's help: the flag's short form differs (``ask`` has -o, ``batch`` uses -o for output).
@@ -39,13 +67,14 @@ Template = Annotated[
     ),
 ]
 Temperature = Annotated[
-    float | None, typer.Option("--temperature", metavar="F", help="Sampling temperature.")
+    float | None, typer.Option("--temperature", metavar="NUMBER", help="Sampling temperature.")
 ]
 MaxTokens = Annotated[
     int | None, typer.Option("--max-tokens", metavar="N", help="Maximum tokens to generate.", min=1)
 ]
 Effort = Annotated[
-    ReasoningEffort | None, typer.Option("--reasoning-effort", help="Reasoning effort.")
+    ReasoningEffort | None,
+    typer.Option("--reasoning-effort", metavar=choices(ReasoningEffort), help="Reasoning effort."),
 ]
 BaseUrl = Annotated[
     str | None, typer.Option("--base-url", metavar="URL", help="OpenAI-compatible API base URL.")

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from rill.commands import options as opt
 from rill.commands.completion import complete_template
 from rill.commands.output import piped, stdout_is_terminal, warn, write_tsv
 
@@ -26,7 +27,11 @@ templates_app = typer.Typer(
 
 NameArg = Annotated[
     str,
-    typer.Argument(help="Template name (templates/NAME.toml).", autocompletion=complete_template),
+    typer.Argument(
+        metavar="NAME",
+        help="Template name (templates/NAME.toml).",
+        autocompletion=complete_template,
+    ),
 ]
 
 SKELETON = '''\
@@ -66,7 +71,7 @@ def skeleton(name: str) -> str:
     return SKELETON.replace("@NAME@", name)
 
 
-@templates_app.command("list")
+@templates_app.command("list", cls=opt.Command)
 def templates_list() -> None:
     """List templates: name, model and placeholders."""
     from rill.errors import RillError
@@ -98,7 +103,7 @@ def templates_list() -> None:
         console().print(table)
 
 
-@templates_app.command("show")
+@templates_app.command("show", cls=opt.Command)
 def templates_show(name: NameArg) -> None:
     """Print a template file as it is."""
     from rill.errors import UsageError
@@ -114,7 +119,7 @@ def templates_show(name: NameArg) -> None:
         sys.stdout.write(text)
 
 
-@templates_app.command("edit")
+@templates_app.command("edit", cls=opt.Command)
 def templates_edit(name: NameArg) -> None:
     """Open a template in $VISUAL or $EDITOR (default vi), creating it if missing."""
     from rill.input.prompting import load_template
@@ -153,12 +158,14 @@ def _run_editor(path: Path) -> int:
         raise ConfigError(f"cannot run the editor {editor!r}: {exc.strerror or exc}") from None
 
 
-@templates_app.command("path")
+@templates_app.command("path", cls=opt.Command)
 def templates_path(
     name: Annotated[
         str | None,
         typer.Argument(
-            help="Print this template's file instead.", autocompletion=complete_template
+            metavar="NAME",
+            help="Print this template's file instead.",
+            autocompletion=complete_template,
         ),
     ] = None,
 ) -> None:
