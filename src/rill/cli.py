@@ -220,6 +220,16 @@ def ask(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
     ] = False,
+    provider: opt.Provider = None,
+    only: opt.Only = None,
+    ignore: opt.Ignore = None,
+    sort: opt.Sort = None,
+    no_fallbacks: opt.NoFallbacks = False,
+    zdr: opt.Zdr = False,
+    deny_data_collection: opt.DenyDataCollection = False,
+    fallback: opt.Fallback = None,
+    online: opt.Online = False,
+    cache: opt.Cache = False,
     markdown: Annotated[
         bool | None,
         typer.Option("--markdown/--no-markdown", help="Render markdown on a terminal."),
@@ -247,10 +257,22 @@ def ask(
 ) -> None:
     from rill.commands.prompt import PromptArgs, run_prompt
     from rill.input.prompting import parse_params
+    from rill.input.routing import make_flags
 
     if color is not None and color not in ("auto", "always", "never"):
         raise typer.BadParameter("must be auto, always or never", param_hint="--color")
     words = list(prompt or [])
+    routing = make_flags(
+        provider=provider,
+        only=only,
+        ignore=ignore,
+        sort=sort,
+        no_fallbacks=no_fallbacks,
+        zdr=zdr,
+        deny_data_collection=deny_data_collection,
+        fallback=fallback,
+        online=online,
+    )
     args = PromptArgs(
         words=words,
         stdin_text=_read_stdin(words),
@@ -269,6 +291,9 @@ def ask(
             "color": color,
             "markdown": markdown,
             "show_reasoning": show_reasoning,
+            # Not settings: read by the prompt command (rill.input.routing, rill.input.caching).
+            "routing": routing,
+            "cache": cache,
         },
         fmt=fmt,
         continue_chat=continue_,
