@@ -23,7 +23,8 @@ from rill.output.formats import OutputFormat
 
 SUBCOMMAND_HELP = (
     "Commands: rill ask PROMPT (same as rill PROMPT) · rill history list|show|rm|export|search · "
-    "rill usage · rill batch · rill models · rill config path|show|get|set · rill templates. "
+    "rill usage · rill batch · rill models · rill key · rill config path|show|get|set · "
+    "rill templates. "
     "Run rill COMMAND --help for each."
 )
 #: Options that belong to the command group itself rather than to the prompt.
@@ -321,10 +322,11 @@ for _target in (app, prompt_app):
 
 
 def _register_subcommands() -> None:
-    from rill.commands import batch, config, history, models, templates
+    from rill.commands import batch, config, history, key, models, templates
 
     history.register(app)
     models.register(app)
+    key.register(app)
     config.register(app)
     templates.register(app)
     batch.register(app)

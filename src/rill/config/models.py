@@ -161,10 +161,20 @@ def fetch_models(
     settings: Settings, *, transport: httpx.BaseTransport | None = None
 ) -> list[dict[str, Any]]:
     """``GET {base_url}/models``; a non-200 status becomes the same typed error as in a chat."""
+    check_models_transport(settings)
+    return parse_models(api_get(settings, "/models", transport=transport))
+
+
+def api_get(settings: Settings, path: str, *, transport: httpx.BaseTransport | None = None) -> str:
+    """The body of ``GET {base_url}{path}`` (a side endpoint: ``/models``, ``/key``).
+
+    Failures become rill's typed errors, as in a chat: a status other than 200 by its code (401
+    → exit 4, 402 → 5, 429 → 6, …) with the upstream's own message, a network failure or a
+    timeout as exit 8. The caller checks the transport rules first.
+    """
     from rill.stream.client import make_http_client
 
-    check_models_transport(settings)
-    url = f"{settings.base_url}/models"
+    url = f"{settings.base_url}{path}"
     host = urlsplit(url).hostname
     headers = build_headers(settings, stream=False)
     headers.pop("Content-Type", None)  # a GET has no body
@@ -186,7 +196,7 @@ def fetch_models(
     if response.status_code != 200:
         code, message, body = parse_error_body(response.status_code, text)
         raise error_for_status(response.status_code, message, code=code, body=body)
-    return parse_models(text, response.status_code)
+    return text
 
 
 def parse_models(text: str, status: int = 200) -> list[dict[str, Any]]:
