@@ -283,3 +283,82 @@ def _reason(exc: BaseException) -> str:
     if "] " in text and text.startswith("["):  # "[Errno 111] Connection refused"
         text = text.split("] ", 1)[1]
     return " ".join(text.split())
+
+
+#: ``--supports`` features: the ``supported_parameters`` entry or input modality that shows each.
+FEATURES: dict[str, tuple[str, str]] = {
+    "tools": ("parameter", "tools"),
+    "structured_outputs": ("parameter", "structured_outputs"),
+    "reasoning": ("parameter", "reasoning"),
+    "image": ("modality", "image"),
+    "file": ("modality", "file"),
+    "audio": ("modality", "audio"),
+}
+SORTS = ("price", "context", "name")
+
+
+def is_free(model: dict[str, Any]) -> bool:
+    """A ``:free`` variant, or a model whose prompt and completion both cost nothing."""
+    if str(model.get("id", "")).endswith(":free"):
+        return True
+    row = model_row(model)
+    return row.prompt_price == 0 and row.completion_price == 0
+
+
+def supports(model: dict[str, Any], feature: str) -> bool:
+    """Whether the entry says the model takes ``feature`` (see ``FEATURES``)."""
+    kind, name = FEATURES[feature]
+    if kind == "parameter":
+        values = model.get("supported_parameters")
+    else:
+        architecture = model.get("architecture")
+        values = architecture.get("input_modalities") if isinstance(architecture, dict) else None
+    return isinstance(values, list) and name in values
+
+
+def select_models(
+    models: Iterable[dict[str, Any]],
+    *,
+    free: bool = False,
+    features: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """The models that are free (when asked) and support every one of ``features``."""
+    wanted = list(features)
+    return [m for m in models if (not free or is_free(m)) and all(supports(m, f) for f in wanted)]
+
+
+def sort_models(models: Iterable[dict[str, Any]], by: str = "name") -> list[dict[str, Any]]:
+    """By ID (``name``), cheapest first (``price``: prompt then completion), or largest context
+    first (``context``); models that do not say come last, by ID."""
+    by_id = sorted(models, key=lambda m: str(m.get("id")))
+    if by == "price":
+
+        def price(m: dict[str, Any]) -> tuple[bool, Decimal, Decimal]:
+            row = model_row(m)
+            known = row.prompt_price is not None and row.completion_price is not None
+            return (not known, row.prompt_price or Decimal(0), row.completion_price or Decimal(0))
+
+        return sorted(by_id, key=price)
+    if by == "context":
+        return sorted(by_id, key=lambda m: -(model_row(m).context_length or 0))
+    return by_id
+
+
+def _dollars(price: Decimal) -> str:
+    text = format(price.quantize(Decimal("0.0001")).normalize(), "f") if price < 1 else None
+    return f"${text or format(price.normalize(), 'f')}"
+
+
+def format_prices(row: ModelRow) -> str:
+    """Prices as OpenRouter's site shows them: ``$3/M input · $15/M output``, or ``free``."""
+    prompt, completion = row.prompt_price, row.completion_price
+    if prompt is None and completion is None:
+        return "-"
+    if prompt == 0 and completion == 0:
+        return "free"
+    parts = []
+    if prompt is not None:
+        parts.append(f"{_dollars(prompt)}/M input")
+    if completion is not None:
+        parts.append(f"{_dollars(completion)}/M output")
+    return " · ".join(parts)
