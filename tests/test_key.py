@@ -202,9 +202,27 @@ def test_installed_usage_check_against_the_fake_server(fake_server: Any) -> None
     assert fake_server.spent > 0
     done = run(["usage", "--check"], env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.decode().splitlines()[-1].endswith("(they agree)")
+    assert done.stderr.decode().startswith("rill: today (")
+    assert done.stderr.decode().endswith("(they agree)\n")
+    assert done.stdout.decode().splitlines()[-1].startswith("TOTAL\t")
     fake_server.spent += 0.5
     done = run(["usage", "--check", "--json"], env=env)
     check = json.loads(done.stdout)["check"]
     assert check["difference"] == pytest.approx(0.5)
     assert check["recorded_cost"] > 0
+
+
+def test_cache_saving_uses_each_models_cache_read_price() -> None:
+    from rill.commands.key import cache_saving
+
+    models = [
+        {"id": "a/one", "pricing": {"prompt": "0.000003", "input_cache_read": "0.0000003"}},
+        {"id": "b/two", "pricing": {"prompt": "0.000001"}},  # no cache price: not counted
+    ]
+    rows = [
+        {"key": "a/one", "cached_tokens": 1_000_000},
+        {"key": "b/two", "cached_tokens": 500},
+        {"key": "c/three", "cached_tokens": 9},
+    ]
+    assert cache_saving(rows, models) == pytest.approx(2.7)
+    assert cache_saving(rows[1:], models) is None

@@ -161,5 +161,22 @@ def test_cached_tokens_are_counted_by_usage(fake_server: Any) -> None:
         assert run(["-m", "anthropic/claude-sonnet-4", "--cache", "hi"], env=env).returncode == 0
     usage = json.loads(run(["usage", "--json"], env=env).stdout)
     assert usage["total"]["cached_tokens"] == 1200
-    table = run(["usage"], env=env).stdout.decode().splitlines()
+    done = run(["usage"], env=env)
+    table = done.stdout.decode().splitlines()
     assert table[-1].split("\t")[5] == "1200"  # the CACHED column of the TOTAL row
+    assert done.stderr == b""  # no model prices known yet: no saving to tell
+
+
+def test_usage_tells_what_caching_saved_at_the_listed_prices(fake_server: Any) -> None:
+    env = openrouter_env(fake_server)
+    for model in fake_server.models:
+        if model["id"] == "anthropic/claude-sonnet-4":
+            model["pricing"]["input_cache_read"] = "0.0000003"  # $0.30/M against $3/M
+    assert run(["models"], env=env).returncode == 0  # the list, with prices, is cached
+    fake_server.enqueue(Scenario(cached_tokens=1200))
+    assert run(["-m", "anthropic/claude-sonnet-4", "hi"], env=env).returncode == 0
+    done = run(["usage"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode() == (
+        "rill: prompt caching saved about $0.00324 (at the listed cache-read prices)\n"
+    )

@@ -197,7 +197,7 @@ def usage_command(
 
     rows = open_store().usage(since=start, by=by)  # type: ignore[arg-type]
     total = usage_total(rows)
-    from rill.commands.key import check_line, usage_check  # --check: asks before printing
+    from rill.commands.key import check_line, saving_line, usage_check
 
     checked = usage_check(open_store()) if check else None
     if as_json:
@@ -222,11 +222,9 @@ def usage_command(
     table = [cells(str(r.get("key")), r) for r in rows]
     table.append(cells("TOTAL", total))
     print_table(header, table)
-    if checked:
-        import sys
-
-        with piped():
-            sys.stdout.write(check_line(checked) + "\n")
+    for note in (saving_line(rows, by), check_line(checked) if checked else None):
+        if note:  # on stderr: a pipe keeps only the table's rows
+            warn(note)
 
 
 def register(app: typer.Typer) -> None:

@@ -153,3 +153,44 @@ def check_line(check: dict[str, Any]) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("key")(key_command)
+
+
+def cache_saving(rows: list[dict[str, Any]], models: list[dict[str, Any]]) -> float | None:
+    """What the cached prompt tokens of ``rows`` (``rill usage`` rows by served model) saved at
+    the listed prices: each model's prompt price minus its cache-read price. ``None`` when no
+    row with cached tokens has both prices."""
+    from rill.config.models import per_million
+
+    prices = {}
+    for model in models:
+        pricing = model.get("pricing")
+        if isinstance(pricing, dict):
+            full, read = (
+                per_million(pricing.get("prompt")),
+                per_million(pricing.get("input_cache_read")),
+            )
+            if full is not None and read is not None and full >= read:
+                prices[model.get("id")] = float(full - read) / 1_000_000
+    saved = None
+    for row in rows:
+        cached = row.get("cached_tokens") or 0
+        if cached and row.get("key") in prices:
+            saved = (saved or 0.0) + cached * prices[row["key"]]
+    return saved
+
+
+def saving_line(rows: list[dict[str, Any]], by: str) -> str | None:
+    """``rill usage``'s note on prompt caching, from the cached model list (never fetched here)."""
+    if by != "model" or not any(row.get("cached_tokens") for row in rows):
+        return None
+    import time
+
+    from rill.config.models import cache_path, read_cache
+    from rill.config.settings import resolve_settings
+
+    settings = resolve_settings({}, warn=warn)
+    listing = read_cache(cache_path(settings), settings.base_url, now=time.time(), ttl=float("inf"))
+    saved = cache_saving(rows, listing.models) if listing is not None else None
+    if saved is None:
+        return None
+    return f"prompt caching saved about {money(saved)} (at the listed cache-read prices)"
