@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rill.fake.openrouter_extras import (
     PromptCache,
+    adapt,
     cached_prefixes,
     candidates,
     served_model,
@@ -74,3 +76,32 @@ def test_a_longer_prefix_reads_the_shorter_and_writes_the_rest() -> None:
     longer = body(system, "q")
     longer["messages"][1]["content"] = [doc, {"type": "text", "text": "question"}]
     assert cache.use(longer) == (100, 200)
+
+
+@dataclass(frozen=True)
+class Play:
+    """The scenario fields ``adapt`` reads, as the fake server's Scenario has them."""
+
+    served_model: str | None = None
+    provider: str = "OpenAI"
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    status: int = 200
+    error_message: str | None = None
+
+    @classmethod
+    def error(cls, status: int, kind: str | None = None, *, message: str | None = None) -> Play:
+        return cls(status=status, error_message=message)
+
+
+def test_adapt_plays_fallbacks_providers_and_the_cache() -> None:
+    cache = PromptCache()
+    request = {"model": "fake/down", "models": ["fake/down", "b/two"], "provider": {"only": ["az"]}}
+    assert adapt(Play(), request, cache) == Play(served_model="b/two", provider="az")
+    assert adapt(Play(), {"model": "fake/down-x"}, cache).status == 503
+    assert adapt(Play(), {"model": "a/one"}, cache) == Play()
+    explicit = Play(served_model="c/three", provider="Groq")
+    assert adapt(explicit, request, cache) == explicit
+    marked = body("x" * 400, "q")
+    assert adapt(Play(), marked, cache) == Play(cache_write_tokens=100)
+    assert adapt(Play(), marked, cache) == Play(cached_tokens=100)

@@ -126,3 +126,32 @@ class PromptCache:
             self._seen.update(key for key, _tokens in prefixes)
             self.marked.append([key for key, _tokens in prefixes])
         return read, written
+
+
+def adapt(scenario: Any, body: Mapping[str, Any], cache: PromptCache) -> Any:
+    """The scenario as OpenRouter would play it for ``body``.
+
+    What a test set explicitly on the scenario wins: a ``served_model`` stays, a non-default
+    ``provider`` stays, ``cached_tokens`` stay. When every model of the request is down the
+    answer is the 503 "no endpoints" error.
+    """
+    from dataclasses import fields, replace
+
+    defaults = {f.name: f.default for f in fields(scenario)}
+    changes: dict[str, Any] = {}
+    if any(is_down(m) for m in candidates(body)) or body.get("models"):
+        served = served_model(body)
+        if served is None:
+            return type(scenario).error(503, message=NO_ENDPOINTS)
+        if scenario.served_model is None:
+            changes["served_model"] = served
+    if scenario.provider == defaults.get("provider"):
+        provider = serving_provider(body, scenario.provider)
+        if provider != scenario.provider:
+            changes["provider"] = provider
+    read, written = cache.use(body)
+    if scenario.cached_tokens == 0 and read:
+        changes["cached_tokens"] = read
+    if written and "cache_write_tokens" in defaults and not scenario.cache_write_tokens:
+        changes["cache_write_tokens"] = written
+    return replace(scenario, **changes) if changes else scenario
