@@ -15,8 +15,8 @@ import typer
 
 from rill.cli import app
 from rill.commands.helptext import commands_footer
+from rill.fake import FakeOpenRouter
 from tests.e2e import run
-from tests.fakeserver import FakeOpenRouter
 
 
 def rill(*args: str) -> subprocess.CompletedProcess[str]:

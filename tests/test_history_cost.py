@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from rill.fake import FakeOpenRouter, Scenario
 from tests.e2e import run
-from tests.fakeserver import FakeOpenRouter, Scenario
 
 
 def test_unknown_cost_is_not_free(fake_server: FakeOpenRouter) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rill.config.models import write_cache, write_private
+from rill.fake import FakeOpenRouter
 from rill.files import (
     GroupSync,
     NotRegularFile,
@@ -24,7 +25,6 @@ from rill.files import (
 )
 from rill.history import ExchangeStart, HistoryStore
 from tests.e2e import run
-from tests.fakeserver import FakeOpenRouter
 
 
 def victim(tmp_path: Path) -> Path:

@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rill.fake import FakeOpenRouter, Scenario
 from rill.history import ExchangeStart, HistoryStore
 from tests.e2e import run
-from tests.fakeserver import FakeOpenRouter, Scenario
 
 HOSTILE = (
     b'data: {"id":{"x":1},"model":{"name":"m"},"provider":["p"],"choices":[{"index":0,'

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rill.fake import FakeOpenRouter, Scenario
 from rill.history import ExchangeStart, HistoryStore
 from tests.e2e import run
-from tests.fakeserver import FakeOpenRouter, Scenario
 
 
 def test_model_and_server_are_stored_without_userinfo(

@@ -114,9 +114,14 @@ def test_table_on_a_terminal_has_a_header(
     monkeypatch.setenv("COLUMNS", "160")
     result = rill("models", "--base-url", fake_server.url)
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0].split() == ["ID", "CONTEXT", "PROMPT", "$/M", "COMPLETION", "$/M"]
-    assert lines[1].split() == ["anthropic/claude-sonnet-4", "1000000", "3", "15"]
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    assert lines[0].split() == ["ID", "CONTEXT", "PRICE"]
+    assert lines[1].split(None, 2) == [
+        "anthropic/claude-sonnet-4",
+        "1000000",
+        "$3/M input · $15/M output",
+    ]
+    assert lines[4].split(None, 2) == ["meta-llama/llama-3.3-70b-instruct:free", "65536", "free"]
 
 
 def test_ids_are_never_read_as_markup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -383,3 +388,109 @@ def test_a_hostile_id_cannot_break_the_tab_separated_rows() -> None:
         transport=mock(lambda request: httpx.Response(200, json=body)),
     )
     assert result.stdout.splitlines() == ["evil id  [31mred\t-\t-\t-", "ok\t-\t-\t-"]
+
+
+# --- choosing and ordering ---------------------------------------------------------------------
+
+
+def listed(server: Any, *args: str) -> list[str]:
+    result = rill("models", "--base-url", server.url, *args)
+    assert result.exit_code == 0, result.output
+    return [line.split("\t")[0] for line in result.stdout.splitlines()]
+
+
+def test_free_shows_only_models_that_cost_nothing(fake_server: Any) -> None:
+    assert listed(fake_server, "--free") == ["meta-llama/llama-3.3-70b-instruct:free"]
+
+
+@pytest.mark.parametrize(
+    ("feature", "ids"),
+    [
+        (
+            "tools",
+            [
+                "anthropic/claude-sonnet-4",
+                "google/gemini-2.5-flash",
+                "meta-llama/llama-3.3-70b-instruct:free",
+                "openai/gpt-4o",
+            ],
+        ),
+        (
+            "reasoning",
+            ["anthropic/claude-sonnet-4", "deepseek/deepseek-r1", "google/gemini-2.5-flash"],
+        ),
+        ("structured_outputs", []),
+        (
+            "image",
+            ["anthropic/claude-sonnet-4", "google/gemini-2.5-flash", "openai/gpt-4o"],
+        ),
+        ("file", ["anthropic/claude-sonnet-4", "google/gemini-2.5-flash"]),
+        ("audio", ["google/gemini-2.5-flash"]),
+    ],
+)
+def test_supports_reads_parameters_and_input_modalities(
+    fake_server: Any, feature: str, ids: list[str]
+) -> None:
+    assert listed(fake_server, "--supports", feature) == ids
+
+
+def test_supports_repeated_needs_every_feature_and_combines_with_free(fake_server: Any) -> None:
+    both = listed(fake_server, "--supports", "reasoning", "--supports", "audio")
+    assert both == ["google/gemini-2.5-flash"]
+    assert listed(fake_server, "--free", "--supports", "tools") == [
+        "meta-llama/llama-3.3-70b-instruct:free"
+    ]
+    assert listed(fake_server, "--free", "--supports", "image") == []
+
+
+def test_sort_by_price_context_and_name(fake_server: Any) -> None:
+    assert listed(fake_server, "--sort", "price") == [
+        "meta-llama/llama-3.3-70b-instruct:free",
+        "google/gemini-2.5-flash",
+        "deepseek/deepseek-r1",
+        "openai/gpt-4o",
+        "anthropic/claude-sonnet-4",
+    ]
+    assert listed(fake_server, "--sort", "context") == [
+        "google/gemini-2.5-flash",
+        "anthropic/claude-sonnet-4",
+        "deepseek/deepseek-r1",
+        "openai/gpt-4o",
+        "meta-llama/llama-3.3-70b-instruct:free",
+    ]
+    assert listed(fake_server, "--sort", "name") == sorted(listed(fake_server))
+
+
+def test_models_without_prices_sort_last() -> None:
+    from rill.config.models import sort_models
+
+    models = [{"id": "a/unknown"}, {"id": "b/cheap", "pricing": {"prompt": "0", "completion": "0"}}]
+    assert [m["id"] for m in sort_models(models, "price")] == ["b/cheap", "a/unknown"]
+    assert [m["id"] for m in sort_models(models, "context")] == ["a/unknown", "b/cheap"]
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"), [(["--supports", "video"], "--supports"), (["--sort", "size"], "--sort")]
+)
+def test_bad_choices_are_usage_errors(fake_server: Any, args: list[str], hint: str) -> None:
+    result = rill("models", "--base-url", fake_server.url, *args)
+    assert result.exit_code == 2
+    assert hint in result.stderr
+
+
+def test_prices_read_like_openrouters_site() -> None:
+    from rill.config.models import ModelRow, format_prices
+
+    def row(prompt: str | None, completion: str | None) -> ModelRow:
+        def dec(v: str | None) -> Decimal | None:
+            return None if v is None else Decimal(v)
+
+        return ModelRow("x", None, dec(prompt), dec(completion))
+
+    assert format_prices(row("3", "15")) == "$3/M input · $15/M output"
+    assert format_prices(row("0.3", "2.5")) == "$0.3/M input · $2.5/M output"
+    assert format_prices(row("0.075", "0.30")) == "$0.075/M input · $0.3/M output"
+    assert format_prices(row("1.25", "10")) == "$1.25/M input · $10/M output"
+    assert format_prices(row("0", "0")) == "free"
+    assert format_prices(row(None, None)) == "-"
+    assert format_prices(row("2", None)) == "$2/M input"

@@ -277,6 +277,16 @@ def ask(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
     ] = False,
+    provider: opt.Provider = None,
+    only: opt.Only = None,
+    ignore: opt.Ignore = None,
+    sort: opt.Sort = None,
+    no_fallbacks: opt.NoFallbacks = False,
+    zdr: opt.Zdr = False,
+    deny_data_collection: opt.DenyDataCollection = False,
+    fallback: opt.Fallback = None,
+    online: opt.Online = False,
+    cache: opt.Cache = False,
     markdown: Annotated[
         bool | None,
         typer.Option("--markdown/--no-markdown", help="Render markdown on a terminal."),
@@ -304,9 +314,21 @@ def ask(
 ) -> None:
     from rill.commands.prompt import PromptArgs, run_prompt
     from rill.input.prompting import parse_params
+    from rill.input.routing import make_flags
 
     _check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
     words = list(prompt or [])
+    routing = make_flags(
+        provider=provider,
+        only=only,
+        ignore=ignore,
+        sort=sort,
+        no_fallbacks=no_fallbacks,
+        zdr=zdr,
+        deny_data_collection=deny_data_collection,
+        fallback=fallback,
+        online=online,
+    )
     args = PromptArgs(
         words=words,
         stdin_text=_read_stdin(words),
@@ -325,6 +347,9 @@ def ask(
             "color": color.value if color else None,
             "markdown": markdown,
             "show_reasoning": show_reasoning,
+            # Not settings: read by the prompt command (rill.input.routing, rill.input.caching).
+            "routing": routing,
+            "cache": cache,
         },
         fmt=fmt,
         continue_chat=continue_,
@@ -368,10 +393,11 @@ for _target in (app, prompt_app):
 
 
 def _register_subcommands() -> None:
-    from rill.commands import batch, completion, config, fake, history, models, templates
+    from rill.commands import batch, completion, config, fake, history, key, models, templates
 
     history.register(app)
     models.register(app)
+    key.register(app)
     config.register(app)
     templates.register(app)
     batch.register(app)

@@ -245,6 +245,9 @@ def usage_command(
     since: Annotated[str | None, typer.Option("--since", help="7d, 12h, 2w or YYYY-MM-DD.")] = None,
     by: Annotated[str, typer.Option("--by", help="Group by model or day.")] = "model",
     as_json: opt.Json = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Compare today's cost with what the API key reports.")
+    ] = False,
 ) -> None:
     """Token and cost totals from history, grouped by served model or by day."""
     if by not in ("model", "day"):
@@ -254,9 +257,13 @@ def usage_command(
 
     rows = open_store().usage(since=start, by=by)  # type: ignore[arg-type]
     total = usage_total(rows)
+    from rill.commands.key import check_line, saving_line, usage_check
+
+    checked = usage_check(open_store()) if check else None
     if as_json:
         write_json(
             {"by": by, "since": start.isoformat() if start else None, "rows": rows, "total": total}
+            | ({"check": checked} if checked else {})
         )
         return
     header = (by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "REASONING", "CACHED", "COST")
@@ -282,6 +289,9 @@ def usage_command(
                 f"{unknown} of {total['requests']} requests reported no cost; "
                 "COST leaves them out\n"
             )
+    for note in (saving_line(rows, by), check_line(checked) if checked else None):
+        if note:  # on stderr: a pipe keeps only the table's rows
+            warn(note)
 
 
 def register(app: typer.Typer) -> None:

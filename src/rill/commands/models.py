@@ -10,6 +10,8 @@ from rill.commands import options as opt
 from rill.commands.output import piped, stdout_is_terminal, warn, write_json, write_tsv
 
 HEADER = ("ID", "CONTEXT", "PROMPT $/M", "COMPLETION $/M")
+#: On a terminal prices read as on OpenRouter's site: "$3/M input · $15/M output".
+TERMINAL_HEADER = ("ID", "CONTEXT", "PRICE")
 
 
 def models_command(
@@ -26,17 +28,45 @@ def models_command(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Fetch the list even when the cache is fresh.")
     ] = False,
+    free: Annotated[
+        bool, typer.Option("--free", help="Show only models that cost nothing.")
+    ] = False,
+    supports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--supports",
+            metavar="tools|structured_outputs|reasoning|image|file|audio",
+            help="Show only models that take this (repeatable: all of them).",
+        ),
+    ] = None,
+    sort: Annotated[
+        str,
+        typer.Option(
+            "--sort",
+            metavar="price|context|name",
+            help="Order: cheapest first, largest context first, or by ID (the default).",
+        ),
+    ] = "name",
     base_url: opt.BaseUrl = None,
 ) -> None:
     """List the models of the configured server (cached for an hour)."""
-    from rill.config.models import load_models
+    from rill.config.models import FEATURES, SORTS, load_models, select_models, sort_models
     from rill.config.models import search as search_models
     from rill.config.settings import resolve_settings
 
+    for feature in supports or ():
+        if feature not in FEATURES:
+            choices = ", ".join(FEATURES)
+            raise typer.BadParameter(f"must be one of {choices}", param_hint="--supports")
+    if sort not in SORTS:
+        raise typer.BadParameter(f"must be one of {', '.join(SORTS)}", param_hint="--sort")
     transport = ctx.obj.get("transport") if isinstance(ctx.obj, dict) else None
     settings = resolve_settings({"base_url": base_url}, warn=warn)
     listing = load_models(settings, refresh=refresh, transport=transport, warn=warn)
-    models = sorted(search_models(listing.models, search), key=lambda m: str(m.get("id")))
+    chosen = select_models(
+        search_models(listing.models, search), free=free, features=supports or ()
+    )
+    models = sort_models(chosen, sort)
     if as_json:
         write_json(models)
         return
@@ -44,22 +74,21 @@ def models_command(
 
 
 def _print_models(models: list[dict[str, Any]]) -> None:
-    from rill.config.models import format_context, format_price, model_row
+    from rill.config.models import format_context, format_price, format_prices, model_row
 
-    rows = []
-    for model in models:
-        info = model_row(model)
-        rows.append(
+    infos = [model_row(model) for model in models]
+    if not stdout_is_terminal():  # numbers for scripts: USD per million tokens
+        write_tsv(
             (
                 info.id,
                 format_context(info.context_length),
                 format_price(info.prompt_price),
                 format_price(info.completion_price),
             )
+            for info in infos
         )
-    if not stdout_is_terminal():
-        write_tsv(rows)
         return
+    rows = [(i.id, format_context(i.context_length), format_prices(i)) for i in infos]
     from rich.table import Table
     from rich.text import Text
 
@@ -67,9 +96,9 @@ def _print_models(models: list[dict[str, Any]]) -> None:
     from rill.terminal.safe import neutralise
 
     table = Table(box=None, pad_edge=False, highlight=False)
-    table.add_column(HEADER[0], overflow="fold")  # a narrow terminal folds an ID, never cuts it
-    for title in HEADER[1:]:
-        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column(TERMINAL_HEADER[0], overflow="fold")  # folds an ID, never cuts it
+    table.add_column(TERMINAL_HEADER[1], justify="right", no_wrap=True)
+    table.add_column(TERMINAL_HEADER[2], no_wrap=True)
     for row in rows:
         # Text: an ID is never read as markup; its control characters are shown, not obeyed.
         table.add_row(*(Text(neutralise(cell)) for cell in row))

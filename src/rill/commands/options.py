@@ -91,3 +91,67 @@ NoHistory = Annotated[
     bool, typer.Option("--no-history", help="Write nothing under the data folder.")
 ]
 Json = Annotated[bool, typer.Option("--json", help="JSON output.")]
+
+# OpenRouter routing (rill.input.routing): a usage error with any other server.
+Provider = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--provider",
+        metavar="NAME",
+        help="OpenRouter: try this provider (repeat: the order to try).",
+    ),
+]
+Only = Annotated[
+    list[str] | None,
+    typer.Option("--only", metavar="NAME", help="OpenRouter: use only this provider."),
+]
+Ignore = Annotated[
+    list[str] | None,
+    typer.Option("--ignore", metavar="NAME", help="OpenRouter: never use this provider."),
+]
+Sort = Annotated[
+    str | None,
+    typer.Option(
+        "--sort",
+        metavar="price|throughput|latency",
+        help="OpenRouter: prefer providers by price, throughput or latency.",
+    ),
+]
+NoFallbacks = Annotated[
+    bool,
+    typer.Option(
+        "--no-fallbacks",
+        help="OpenRouter: no other provider when the chosen ones fail.",
+    ),
+]
+Zdr = Annotated[
+    bool,
+    typer.Option("--zdr", help="OpenRouter: only zero-data-retention endpoints."),
+]
+DenyDataCollection = Annotated[
+    bool,
+    typer.Option(
+        "--deny-data-collection",
+        help="OpenRouter: only providers that do not store or train on prompts.",
+    ),
+]
+Fallback = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fallback",
+        metavar="MODEL",
+        help="OpenRouter: a model to try when the model fails (repeatable, in order).",
+        autocompletion=complete_model,
+    ),
+]
+Online = Annotated[
+    bool,
+    typer.Option("--online", help="OpenRouter: add web search (the :online model)."),
+]
+Cache = Annotated[
+    bool,
+    typer.Option(
+        "--cache",
+        help="Mark the system prompt and long context for prompt caching (Anthropic, Gemini).",
+    ),
+]

@@ -49,6 +49,7 @@ def run_prompt(args: PromptArgs) -> int:
         apply_template,
         build_messages,
         check_extra,
+        fill,
         join_prompt,
         load_template,
         merge_options,
@@ -63,9 +64,11 @@ def run_prompt(args: PromptArgs) -> int:
     flags = dict(args.flags)
     system = flags.get("system")
     extra: dict[str, Any] = {}
+    template_text = None
     if args.template:
         template = load_template(resolve_paths().templates_dir, args.template)
         template_system, user_text = apply_template(template, args.params, user_text)
+        template_text = fill(template.prompt, args.params) if template.prompt else None
         flags["model"] = flags.get("model") or template.model
         system = system if system is not None else template_system
         extra.update(template.options)
@@ -75,6 +78,11 @@ def run_prompt(args: PromptArgs) -> int:
     settings.check_transport()
     extra.update(merge_options(args.options))
     check_extra(extra)
+    from rill.input.routing import RoutingFlags, merge_under, routed_model, routing_fields
+
+    routing = flags.get("routing") or RoutingFlags()
+    model = routed_model(routing, settings.model)
+    extra = merge_under(extra, routing_fields(routing, settings, model))
 
     recording = settings.history and not args.no_history and not args.dry_run
     continuing = args.continue_chat or args.chat is not None
@@ -97,9 +105,14 @@ def run_prompt(args: PromptArgs) -> int:
     if system is None and not earlier:
         system = settings.system  # config's system prompt starts chats; it never replaces one
     messages, turn = build_messages(user_text, system, earlier)
+    if flags.get("cache"):
+        from rill.input.caching import mark_cache
+
+        pieces = (args.stdin_text, template_text)
+        messages = mark_cache(messages, pieces, (model, *routing.fallback))
     request = Request(
         messages=messages,
-        model=settings.model,
+        model=model,
         stream=args.stream,
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,

@@ -148,10 +148,20 @@ def fetch_models(
     settings: Settings, *, transport: httpx.BaseTransport | None = None
 ) -> list[dict[str, Any]]:
     """``GET {base_url}/models``; a non-200 status becomes the same typed error as in a chat."""
+    check_models_transport(settings)
+    return parse_models(api_get(settings, "/models", transport=transport))
+
+
+def api_get(settings: Settings, path: str, *, transport: httpx.BaseTransport | None = None) -> str:
+    """The body of ``GET {base_url}{path}`` (a side endpoint: ``/models``, ``/key``).
+
+    Failures become rill's typed errors, as in a chat: a status other than 200 by its code (401
+    → exit 4, 402 → 5, 429 → 6, …) with the upstream's own message, a network failure or a
+    timeout as exit 8. The caller checks the transport rules first.
+    """
     from rill.stream.client import make_http_client
 
-    check_models_transport(settings)
-    url = f"{settings.base_url}/models"
+    url = f"{settings.base_url}{path}"
     host = urlsplit(url).hostname
     headers = build_headers(settings, stream=False)
     headers.pop("Content-Type", None)  # a GET has no body
@@ -173,7 +183,7 @@ def fetch_models(
     if response.status_code != 200:
         code, message, body = parse_error_body(response.status_code, text)
         raise error_for_status(response.status_code, message, code=code, body=body)
-    return parse_models(text, response.status_code)
+    return text
 
 
 def parse_models(text: str, status: int = 200) -> list[dict[str, Any]]:
@@ -260,3 +270,82 @@ def _reason(exc: BaseException) -> str:
     if "] " in text and text.startswith("["):  # "[Errno 111] Connection refused"
         text = text.split("] ", 1)[1]
     return " ".join(text.split())
+
+
+#: ``--supports`` features: the ``supported_parameters`` entry or input modality that shows each.
+FEATURES: dict[str, tuple[str, str]] = {
+    "tools": ("parameter", "tools"),
+    "structured_outputs": ("parameter", "structured_outputs"),
+    "reasoning": ("parameter", "reasoning"),
+    "image": ("modality", "image"),
+    "file": ("modality", "file"),
+    "audio": ("modality", "audio"),
+}
+SORTS = ("price", "context", "name")
+
+
+def is_free(model: dict[str, Any]) -> bool:
+    """A ``:free`` variant, or a model whose prompt and completion both cost nothing."""
+    if str(model.get("id", "")).endswith(":free"):
+        return True
+    row = model_row(model)
+    return row.prompt_price == 0 and row.completion_price == 0
+
+
+def supports(model: dict[str, Any], feature: str) -> bool:
+    """Whether the entry says the model takes ``feature`` (see ``FEATURES``)."""
+    kind, name = FEATURES[feature]
+    if kind == "parameter":
+        values = model.get("supported_parameters")
+    else:
+        architecture = model.get("architecture")
+        values = architecture.get("input_modalities") if isinstance(architecture, dict) else None
+    return isinstance(values, list) and name in values
+
+
+def select_models(
+    models: Iterable[dict[str, Any]],
+    *,
+    free: bool = False,
+    features: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """The models that are free (when asked) and support every one of ``features``."""
+    wanted = list(features)
+    return [m for m in models if (not free or is_free(m)) and all(supports(m, f) for f in wanted)]
+
+
+def sort_models(models: Iterable[dict[str, Any]], by: str = "name") -> list[dict[str, Any]]:
+    """By ID (``name``), cheapest first (``price``: prompt then completion), or largest context
+    first (``context``); models that do not say come last, by ID."""
+    by_id = sorted(models, key=lambda m: str(m.get("id")))
+    if by == "price":
+
+        def price(m: dict[str, Any]) -> tuple[bool, Decimal, Decimal]:
+            row = model_row(m)
+            known = row.prompt_price is not None and row.completion_price is not None
+            return (not known, row.prompt_price or Decimal(0), row.completion_price or Decimal(0))
+
+        return sorted(by_id, key=price)
+    if by == "context":
+        return sorted(by_id, key=lambda m: -(model_row(m).context_length or 0))
+    return by_id
+
+
+def _dollars(price: Decimal) -> str:
+    text = format(price.quantize(Decimal("0.0001")).normalize(), "f") if price < 1 else None
+    return f"${text or format(price.normalize(), 'f')}"
+
+
+def format_prices(row: ModelRow) -> str:
+    """Prices as OpenRouter's site shows them: ``$3/M input · $15/M output``, or ``free``."""
+    prompt, completion = row.prompt_price, row.completion_price
+    if prompt is None and completion is None:
+        return "-"
+    if prompt == 0 and completion == 0:
+        return "free"
+    parts = []
+    if prompt is not None:
+        parts.append(f"{_dollars(prompt)}/M input")
+    if completion is not None:
+        parts.append(f"{_dollars(completion)}/M output")
+    return " · ".join(parts)

@@ -45,6 +45,8 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "show_reasoning": bool,
     "color": str,
     "aliases": dict,
+    "provider": dict,
+    "openrouter": bool,
 }
 CHOICES = {
     "history_format": ("json", "toml"),
@@ -204,11 +206,16 @@ class Settings:
     show_reasoning: bool | None = None
     color: str = "auto"
     aliases: Mapping[str, str] = field(default_factory=dict)
+    provider: Mapping[str, Any] = field(default_factory=dict)
+    """The ``[provider]`` table: default OpenRouter routing preferences (``rill.input.routing``)."""
+    speaks_openrouter: bool = False
+    """The base URL is OpenRouter behind another host name (``openrouter = true`` in config.toml
+    or ``RILL_OPENROUTER=1``): a gateway or proxy in front of it, or a stand-in for tests."""
     paths: Paths = field(default_factory=resolve_paths)
 
     @property
     def openrouter(self) -> bool:
-        return is_openrouter(self.base_url)
+        return self.speaks_openrouter or is_openrouter(self.base_url)
 
     def check_transport(self) -> None:
         """Refuse configurations that would leak the key or cannot authenticate."""
@@ -261,14 +268,17 @@ def resolve_settings(
         return default
 
     base_url = str(pick("base_url", "RILL_BASE_URL", DEFAULT_BASE_URL)).rstrip("/")
+    flag = env.get("RILL_OPENROUTER", "").strip().lower()
+    speaks_openrouter = flag in ("1", "true", "yes") if flag else bool(config.get("openrouter"))
+    openrouter = speaks_openrouter or is_openrouter(base_url)
     aliases: dict[str, str] = dict(config.get("aliases", {}))
     model = pick("model", "RILL_MODEL")
     if model is not None:
         model = aliases.get(model, model)
-    elif is_openrouter(base_url):
+    elif openrouter:
         model = OPENROUTER_DEFAULT_MODEL
     max_tokens = pick("max_tokens")
-    if max_tokens is None and is_openrouter(base_url):
+    if max_tokens is None and openrouter:
         max_tokens = OPENROUTER_DEFAULT_MAX_TOKENS
     # Keys pasted from files often carry a trailing newline or CR: that is never part of a key.
     api_key = (env.get("OPENROUTER_API_KEY") or "").strip() or _key_from_config(
@@ -306,5 +316,7 @@ def resolve_settings(
             or config.get("color", "auto")
         ),
         aliases=aliases,
+        provider=dict(config.get("provider", {})),
+        speaks_openrouter=speaks_openrouter,
         paths=paths,
     )
