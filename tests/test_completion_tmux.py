@@ -243,7 +243,10 @@ def test_tab_after_dash_m_lists_model_ids(
 #: shell → how it loads the script ``rill completions SHELL`` prints
 LOAD = {
     "bash": 'eval "$(rill completions bash)"',
-    "zsh": 'autoload -Uz compinit && compinit -u -D && eval "$(rill completions zsh)"',
+    # LISTMAX: list every candidate without asking "do you wish to see all N possibilities?"
+    "zsh": (
+        'LISTMAX=10000 && autoload -Uz compinit && compinit -u -D && eval "$(rill completions zsh)"'
+    ),
     "fish": "rill completions fish | source",
 }
 
