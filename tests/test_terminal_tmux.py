@@ -167,9 +167,10 @@ def test_no_color_tables_have_no_bold_either(
     # shows that the check can see them).
     env = {"NO_COLOR": "1"} if no_color else {}
     first = rill_command(fake_server, rill_env, env=env).split("; echo")[0]
-    listing = first.replace(f"--base-url {fake_server.url} -m test/m hi", "history list")
+    # `rill usage` prints through the shared rich table (`history list` has a layout of its own).
+    listing = first.replace(f"--base-url {fake_server.url} -m test/m hi", "usage")
     tmux.start(f'{first} >/dev/null && {listing}; echo "[exit $?]"; sleep 60')
     screen = wait_exit(tmux)
-    assert "UPDATED" in screen and "test/m" in screen
+    assert "MODEL" in screen and "test/m" in screen
     styled = tmux.screen(escapes=True)
     assert ("\x1b" in styled) is not no_color, repr(styled[:300])
