@@ -41,7 +41,13 @@ def _partial_answer() -> str | None:
 
 def test_stats_line_on_stderr(fake_server: FakeOpenRouter) -> None:
     fake_server.enqueue(
-        Scenario(content=["Hi", " there"], served_model="openai/gpt-4o-mini", provider="Azure")
+        # Paced, so the generation lasts long enough for a token rate to mean something.
+        Scenario(
+            content=["Hi", " there"],
+            served_model="openai/gpt-4o-mini",
+            provider="Azure",
+            chunk_delay=0.05,
+        )
     )
     result = run(["--base-url", fake_server.url, "-m", "m", "--stats", "hi"])
     assert result.returncode == 0

@@ -200,27 +200,10 @@ def _stream(
     for note in outcome.notes:
         _stderr(f"rill: {note}")
     if settings.stats:
-        _stderr(format_stats(outcome))
+        from rill.output.diagnostics import format_stats
+
+        _stderr(format_stats(outcome, tty=stderr_tty))
     return int(outcome.exit_code)
-
-
-def format_stats(outcome: Any) -> str:
-    usage = outcome.terminal.usage if hasattr(outcome.terminal, "usage") else None
-    parts = []
-    if usage:
-        parts.append(f"{usage['prompt_tokens']} in / {usage['completion_tokens']} out tokens")
-    timings = outcome.timings
-    if "ttft_ms" in timings:
-        parts.append(f"first token {timings['ttft_ms'] / 1000:.2f} s")
-    if "tokens_per_second" in timings:
-        parts.append(f"{timings['tokens_per_second']:.1f} tok/s")
-    parts.append(f"total {timings['duration_ms'] / 1000:.2f} s")
-    if usage and "cost" in usage:
-        parts.append(f"${usage['cost']:.6f}")
-    t = outcome.transcript
-    if t.model:
-        parts.append(f"{t.model}" + (f" via {t.provider}" if t.provider else ""))
-    return "rill: " + " · ".join(parts)
 
 
 def _print_dry_run(settings: Any, request: Any) -> int:
