@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
 
 import httpx
 
-from rill.commands.prompt import _isatty, silence_stdout
+from rill.commands.prompt import silence_stdout
 from rill.config.settings import Settings
+from rill.env import isatty
 from rill.errors import APIError, Cancelled, ExitCode, NetworkError, RillError, UsageError
 from rill.events import Done, Error, Start, Terminal
 from rill.stream.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient, make_http_client
@@ -493,7 +494,7 @@ class Output:
 
 def open_output(path: Path) -> int:
     """An append-only descriptor on ``path``; a torn last line gets its newline first."""
-    from rill.history.files import _write_all
+    from rill.files import write_all
 
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -502,7 +503,7 @@ def open_output(path: Path) -> int:
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            _write_all(fd, b"\n")
+            write_all(fd, b"\n")
     except OSError as exc:
         os.close(fd)
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -811,7 +812,7 @@ class BatchArgs:
 
 def read_input(source: str | None, stdin: BinaryIO | None) -> bytes:
     if source is None or source == "-":
-        if stdin is None or (source is None and _isatty(stdin)):
+        if stdin is None or (source is None and isatty(stdin)):
             raise UsageError(
                 "no input: give a file of JSON lines or pipe them in (try rill batch --help)"
             )
@@ -866,9 +867,9 @@ def _stream_writer(out: BinaryIO) -> Callable[[bytes], None]:
 
 
 def _fd_writer(fd: int) -> Callable[[bytes], None]:
-    from rill.history.files import _write_all
+    from rill.files import write_all
 
-    return lambda line: _write_all(fd, line)
+    return lambda line: write_all(fd, line)
 
 
 def run_batch(args: BatchArgs) -> int:
@@ -878,7 +879,7 @@ def run_batch(args: BatchArgs) -> int:
     data = read_input(args.input, stdin)
     items = parse_lines(data) if args.lines else parse_jsonl(data)
     check_unique(items)
-    progress = _isatty(err) if args.progress is None else args.progress
+    progress = isatty(err) if args.progress is None else args.progress
     tally = Tally(total=len(items))
     reporter = Reporter(err, tally, progress=progress)
     settings, defaults = resolve(args, reporter.say)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rill.files import open_private, read_private, write_all
+from rill.files import open_private, read_private
 
 LOCK_TIMEOUT = 10.0  # a stopped process must not freeze every other run
 
@@ -101,7 +101,3 @@ def read_journal(journal: Path) -> tuple[str, str]:
             if isinstance(entry.get("r"), str):
                 reasoning.append(entry["r"])
     return "".join(content), "".join(reasoning)
-
-
-# rill.batch still imports the old private name; it moves to ``rill.files.write_all``.
-_write_all = write_all
