@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,10 @@ import pytest
 from rill.batch import (
     BackoffGate,
     Defaults,
-    GatedClient,
+    GatedPolicy,
     Item,
     Output,
     Reporter,
-    Stop,
     Tally,
     build_request,
     check_unique,
@@ -32,10 +32,12 @@ from rill.batch import (
     parse_lines,
 )
 from rill.config.settings import Settings
-from rill.errors import UsageError
+from rill.errors import Cancelled, ExitCode, TimeoutError_, UsageError
 from rill.events import Done, Error
 from rill.fake import FakeOpenRouter, Gate, Scenario
 from rill.history import HistoryStore, usage_total
+from rill.stream.client import ChatClient
+from rill.stream.control import Control, Limits
 from rill.stream.protocol import Request
 from tests.e2e import RILL, finish, read_until, run, spawn, wait_until
 
@@ -513,36 +515,43 @@ def test_build_request_precedence() -> None:
     assert len(request.messages) == 2
 
 
-def test_gate_holds_until_its_deadline_and_stop_wakes_it() -> None:
+def test_gate_holds_until_its_deadline_and_a_cancel_wakes_it() -> None:
     now = [100.0]
-    stop = Stop()
-    gate = BackoffGate(stop, clock=lambda: now[0])
+    gate = BackoffGate(clock=lambda: now[0])
     assert gate.push(2.0) is True
     assert gate.push(1.0) is False  # an earlier deadline never shortens the wait
     assert gate.remaining() == 2.0
     now[0] = 102.5
     assert gate.remaining() == 0.0
-    gate.wait()
+    control = Control(Limits())
+    gate.wait(control)
     gate.push(60)
-    stop.trigger("SIGINT", 130)  # type: ignore[arg-type]
-    with pytest.raises(Exception, match="cancelled by SIGINT"):
-        gate.wait()
+    threading.Timer(0.05, control.cancel, [Cancelled("SIGINT", ExitCode.INTERRUPTED)]).start()
+    with pytest.raises(Cancelled, match="cancelled by SIGINT"):
+        gate.wait(control)
 
 
-def test_gated_client_pushes_the_shared_gate_on_429() -> None:
+def test_gate_wait_ends_at_the_items_time_limit() -> None:
+    gate = BackoffGate()
+    gate.push(60)
+    control = Control(Limits(total=0.05))
+    with pytest.raises(TimeoutError_, match="total time limit"):
+        gate.wait(control)
+
+
+def test_gated_policy_pushes_the_shared_gate_on_429() -> None:
     answers = [
         httpx.Response(429, headers={"Retry-After": "0.05"}, json={"error": {"message": "slow"}}),
         httpx.Response(200, content=b'data: {"choices":[]}\n\ndata: [DONE]\n\n'),
     ]
     settings = Settings(base_url="http://127.0.0.1:9/v1", model="m", api_key=None, retries=2)
-    stop = Stop()
-    gate = BackoffGate(stop)
+    gate = BackoffGate()
     waits: list[float] = []
     http = httpx.Client(transport=httpx.MockTransport(lambda _request: answers.pop(0)))
-    client = GatedClient(
-        settings, http, gate=gate, stop=stop, on_gate=lambda d, _w: waits.append(d)
-    )
-    with client.open(Request(messages=[{"role": "user", "content": "x"}], model="m")) as response:
+    policy = GatedPolicy(settings.retries, gate, lambda d, _w: waits.append(d))
+    client = ChatClient(settings, http, policy=policy, direct_body=False)
+    request = Request(messages=[{"role": "user", "content": "x"}], model="m")
+    with client.open(request, Control(Limits())) as response:
         assert response.status_code == 200
     assert waits == [0.05]
 

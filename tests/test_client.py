@@ -16,8 +16,10 @@ from rill.errors import (
     CreditsError,
     NetworkError,
     RateLimitError,
+    RillError,
 )
-from rill.stream.client import ChatClient, make_http_client
+from rill.stream.client import ChatClient, RetryPolicy, make_http_client
+from rill.stream.control import Control
 from rill.stream.protocol import Request, build_payload, parse_error_body
 
 KEY = "sk-or-v1-0123456789abcdef"
@@ -28,11 +30,22 @@ def settings(base_url: str = "https://openrouter.ai/api/v1", **kw: Any) -> Setti
     return Settings(base_url=base_url, model="m/x", paths=resolve_paths({}), **kw)
 
 
+class RecordedWaits(RetryPolicy):
+    """Retries as usual, but the waits are written down instead of slept."""
+
+    def __init__(self, retries: int, slept: list[float]) -> None:
+        super().__init__(retries)
+        self.slept = slept
+
+    def wait(self, attempt: int, failure: RillError, control: Control) -> None:
+        self.slept.append(self.delay(attempt, failure))
+
+
 def client(handler: Any, base_url: str = "https://openrouter.ai/api/v1", **kw: Any):
     slept: list[float] = []
     s = settings(base_url, **kw)
     http = make_http_client(s, httpx.MockTransport(handler))
-    return ChatClient(s, http, sleep=slept.append), slept
+    return ChatClient(s, http, policy=RecordedWaits(s.retries, slept)), slept
 
 
 def request(**kw: Any) -> Request:

@@ -14,7 +14,7 @@ import pytest
 
 from rill.errors import RillError
 from rill.events import Chunk, Delta
-from rill.stream.session import _decode_read
+from rill.stream.chunks import ChunkDecoder
 from rill.stream.sse import ServerSentEvent
 from rill.stream.transcript import ContentTemplate, Transcript
 from tests.chunks import chunk_obj
@@ -46,6 +46,14 @@ class NoLearning(ContentTemplate):
         pass
 
 
+class Probe(Transcript):
+    """A transcript whose content template the test can look at."""
+
+    def __init__(self, template: ContentTemplate | None = None) -> None:
+        self.template = template if template is not None else ContentTemplate()
+        super().__init__(self.template)
+
+
 def base_chunk(content: Any = "x", **over: Any) -> dict[str, Any]:
     return chunk_obj({"content": content}, **over)
 
@@ -61,7 +69,7 @@ def fold(datas: list[str], transcript: Transcript) -> list[tuple[str, Any]]:
     for data in datas:
         out: list[Delta] = []
         try:
-            _decode_read([ServerSentEvent("message", data)], transcript, out)
+            ChunkDecoder(transcript).decode([ServerSentEvent("message", data)], out)
         except RillError as exc:
             results.append(("error", (type(exc).__name__, exc.message, out)))
         else:
@@ -80,8 +88,7 @@ def state(t: Transcript) -> dict[str, Any]:
 
 
 def assert_same_as_parsed(datas: list[str]) -> Transcript:
-    fast, slow = Transcript(), Transcript()
-    slow.template = NoLearning()
+    fast, slow = Probe(), Probe(NoLearning())
     assert fold(datas, fast) == fold(datas, slow)
     assert state(fast) == state(slow)
     return fast
@@ -146,7 +153,7 @@ def test_each_tricky_content_after_a_learnt_chunk(content: str) -> None:
 
 
 def test_a_matching_chunk_is_not_parsed() -> None:
-    t = Transcript()
+    t = Probe()
     fold([dumps(base_chunk("a"))], t)
     assert t.template.head is not None and t.template.head.endswith('"content":"')
     # Only the template can read this: json.loads would reject the broken head.
@@ -160,12 +167,12 @@ def test_a_matching_chunk_is_not_parsed() -> None:
 def test_anything_between_the_token_and_the_tail_is_parsed_and_rejected(junk: str) -> None:
     good = dumps(base_chunk("a"))
     bad = dumps(base_chunk("b")).replace('"b"', f'"b"{junk}')
-    results = fold([good, bad], Transcript())
+    results = fold([good, bad], Probe())
     assert results[1][0] == "error" and "malformed JSON" in results[1][1][1]
 
 
 def test_raw_control_character_is_still_reported_as_malformed() -> None:
-    t = Transcript()
+    t = Probe()
     results = fold([dumps(base_chunk("a")), raw_control_token("b")], t)
     assert results[0] == ("ok", [Chunk("a")])
     kind, (name, message, _out) = results[1]
@@ -177,7 +184,7 @@ def test_a_look_alike_key_is_not_taken_for_the_content() -> None:
     obj = {"id": "g", 'x"content': "", "choices": [{"index": 0, "delta": {"content": "real"}}]}
     data = dumps(obj)
     assert data.index('"content":') < data.index('"delta"')
-    t = Transcript()
+    t = Probe()
     fold([data], t)
     assert t.template.head is not None and t.template.head.endswith('"delta":{"content":"')
     follow = dumps(obj | {"choices": [{"index": 0, "delta": {"content": "next"}}]})
@@ -193,14 +200,14 @@ def test_pretty_printed_chunks_are_learnt() -> None:
 
 def test_chunks_that_never_repeat_stop_being_learnt() -> None:
     # llama.cpp-like: a new "created" in every chunk, so no template ever matches.
-    t = Transcript()
+    t = Probe()
     fold([dumps(base_chunk(f"p{i}", created=i)) for i in range(200)], t)
     assert t.template.learnt == 8
     assert t.content == "".join(f"p{i}" for i in range(200))
 
 
 def test_a_template_that_keeps_matching_is_relearnt_when_the_stream_changes() -> None:
-    t = Transcript()
+    t = Probe()
     datas = []
     for gen in range(12):  # 12 changes, each followed by a long run of matching chunks
         datas += [dumps(base_chunk(f"{gen}.{i} ", id=f"gen-{gen}")) for i in range(600)]

@@ -15,13 +15,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from rill.config.settings import Settings, resolve_paths
 from rill.errors import StreamError, TimeoutError_
-from rill.stream.client import _direct_body, make_http_client, reads
+from rill.stream.client import direct_reader, make_http_client, reads
+from rill.stream.control import Control, Limits
 
 CHUNKED_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -111,10 +113,37 @@ def test_chunked_body_is_read_past_h11_a_network_read_at_a_time() -> None:
     payloads = [b'data: {"n":%d}\n\n' % i for i in range(3000)]
     body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
     with response_from([CHUNKED_HEAD + body]) as response:
-        assert _direct_body(response) is not None  # the versions in use allow it
-        got = list(reads(response, 5.0))
+        assert direct_reader(response) is not None  # the versions in use allow it
+        got = list(reads(response, Control(Limits()), 5.0))
     assert b"".join(got) == b"".join(payloads)
     assert len(got) < len(payloads) / 10  # whole reads, not one piece per HTTP chunk
+
+
+class _Renamed(httpx.SyncByteStream):
+    """httpx's byte stream as a future version might hold it: the attribute the direct read
+    follows (``_stream``) is gone."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_renamed_private_attribute_falls_back_to_identical_output() -> None:
+    payloads = [b'data: {"n":%d}\n\n' % i for i in range(500)]
+    body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
+    with response_from([CHUNKED_HEAD + body]) as response:
+        assert direct_reader(response) is not None
+        direct = b"".join(reads(response, Control(Limits()), 5.0))
+    with response_from([CHUNKED_HEAD + body]) as response:
+        response.stream = _Renamed(response.stream)
+        assert direct_reader(response) is None  # the seam notices, and httpx reads the body
+        fallback = b"".join(reads(response, Control(Limits()), 5.0))
+    assert fallback == direct == b"".join(payloads)
 
 
 def test_direct_false_reads_through_httpx() -> None:
@@ -122,7 +151,7 @@ def test_direct_false_reads_through_httpx() -> None:
     payloads = [b"data: %d\n\n" % i for i in range(50)]
     body = b"".join(frame(p) for p in payloads) + b"0\r\n\r\n"
     with response_from([CHUNKED_HEAD + body]) as response:
-        got = list(reads(response, 5.0, direct=False))
+        got = list(reads(response, Control(Limits()), 5.0, direct=False))
         assert response.is_stream_consumed  # httpx's own iterator ran
     assert got == payloads  # one piece per HTTP chunk, as h11 hands them out
 
@@ -131,7 +160,7 @@ def test_bytes_h11_buffered_with_the_headers_are_not_lost() -> None:
     # Headers and the first chunks in one segment: h11 holds those chunks when httpx returns.
     first = frame(b"data: 1\n\n") + frame(b"data: 2\n\n")
     with response_from([CHUNKED_HEAD + first, 0.05, frame(b"data: 3\n\n") + b"0\r\n\r\n"]) as r:
-        assert b"".join(reads(r, 5.0)) == b"data: 1\n\ndata: 2\n\ndata: 3\n\n"
+        assert b"".join(reads(r, Control(Limits()), 5.0)) == b"data: 1\n\ndata: 2\n\ndata: 3\n\n"
 
 
 def test_the_connection_is_closed_not_pooled_after_a_direct_read() -> None:
@@ -140,7 +169,7 @@ def test_the_connection_is_closed_not_pooled_after_a_direct_read() -> None:
     try:
         with make_http_client(settings) as http:
             with http.stream("POST", server.url + "/chat/completions", content=b"{}") as response:
-                assert b"".join(reads(response, 5.0)) == b"data: x\n\n"
+                assert b"".join(reads(response, Control(Limits()), 5.0)) == b"data: x\n\n"
             assert server.closed.wait(5), "h11 never saw the body end: the socket must close"
     finally:
         server.close()
@@ -157,9 +186,9 @@ def test_the_connection_is_closed_not_pooled_after_a_direct_read() -> None:
 def test_other_bodies_take_httpx_own_path(head: bytes) -> None:
     body = b"data: x\n\n" if b"Length" in head else frame(b"not gzip") + b"0\r\n\r\n"
     with response_from([head + body]) as response:
-        assert _direct_body(response) is None
+        assert direct_reader(response) is None
         if b"Length" in head:
-            assert b"".join(reads(response, 5.0)) == b"data: x\n\n"
+            assert b"".join(reads(response, Control(Limits()), 5.0)) == b"data: x\n\n"
 
 
 def test_a_transport_without_h11_takes_httpx_own_path() -> None:
@@ -170,8 +199,8 @@ def test_a_transport_without_h11_takes_httpx_own_path() -> None:
         httpx.Client(transport=httpx.MockTransport(handler)) as http,
         http.stream("POST", "http://x/chat/completions") as response,
     ):
-        assert _direct_body(response) is None
-        assert b"".join(reads(response, 5.0)) == b"data: a\n\ndata: b\n\n"
+        assert direct_reader(response) is None
+        assert b"".join(reads(response, Control(Limits()), 5.0)) == b"data: a\n\ndata: b\n\n"
 
 
 FAULTS: dict[str, list[bytes | float]] = {
@@ -188,7 +217,7 @@ def test_framing_faults_keep_what_came_before_and_report_truncation(
 ) -> None:
     got: list[bytes] = []
     with response_from(pieces) as response, pytest.raises(StreamError) as info:
-        got.extend(reads(response, 5.0))
+        got.extend(reads(response, Control(Limits()), 5.0))
     assert b"".join(got).startswith(b"data: kept\n\n")
     assert info.value.code == "truncated"
 
@@ -198,7 +227,7 @@ def test_a_silent_stream_hits_the_idle_timeout() -> None:
         got: list[bytes] = []
         started = time.monotonic()
         with pytest.raises(TimeoutError_, match="idle timeout"):
-            got.extend(reads(response, 0.3))
+            got.extend(reads(response, Control(Limits()), 0.3))
         assert time.monotonic() - started < 1.2
     assert got == [b"data: 1\n\n"]
 
@@ -266,8 +295,8 @@ def _read_over_https(pieces: list[bytes | float], tls: ssl.SSLContext) -> tuple[
             make_http_client(settings) as http,
             http.stream("POST", url + "/chat/completions", content=b"{}") as response,
         ):
-            direct = _direct_body(response) is not None
-            return list(reads(response, 5.0)), direct
+            direct = direct_reader(response) is not None
+            return list(reads(response, Control(Limits()), 5.0)), direct
     finally:
         server.close()
 

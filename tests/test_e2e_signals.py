@@ -165,3 +165,39 @@ def test_closed_stdout_keeps_the_partial_answer_in_history(fake_server: FakeOpen
     exchange = _last_exchange()
     assert exchange["finish_reason"] == "cancelled"
     assert exchange["answer"]["content"].startswith(first.decode())
+
+
+def test_two_sigterms_back_to_back_keep_the_text_shown(fake_server: FakeOpenRouter) -> None:
+    proc, _gate, seen = _start_mid_stream(fake_server)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.001)  # the gap between the two signals is what is tested
+    proc.send_signal(signal.SIGTERM)
+    rc, rest, err = finish(proc)
+    assert rc == 143
+    assert b"Traceback" not in err and err.count(b"\n") <= 1, err
+    exchange = _last_exchange()
+    assert exchange["finish_reason"] in ("cancelled", "interrupted")
+    assert exchange["answer"]["content"] == (seen + rest).decode() == "one two "
+
+
+def test_a_signal_while_a_finished_answer_is_saved_leaves_it_finished(
+    fake_server: FakeOpenRouter, rill_env: Path
+) -> None:
+    proc, gate, _seen = _start_mid_stream(fake_server)
+    lock = rill_env / "history" / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        gate.open()
+        read_until(proc, b"four ")  # the whole answer is shown; saving it waits for the lock
+        wait_until(lambda: _has_open(proc.pid, lock), 10, "rill saving the answer")
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)  # the signal has been handled by now; the save still waits
+        assert proc.poll() is None
+    finally:
+        os.close(fd)
+    rc, _rest, err = finish(proc)
+    assert rc == 0, err
+    exchange = _last_exchange()
+    assert exchange["finish_reason"] == "stop"
+    assert exchange["answer"]["content"] == "one two three four "

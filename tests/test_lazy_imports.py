@@ -58,7 +58,7 @@ def imported_by(
 def test_importing_the_prompt_path() -> None:
     code = (
         "import json, sys, typer.main\n"
-        "import rill.cli, rill.commands.prompt, rill.stream.session, rill.stream.client\n"
+        "import rill.cli, rill.commands.prompt, rill.stream.pipeline, rill.stream.client\n"
         "import rill.output.formats, rill.stream.sse\n"
         "typer.main.get_command(rill.cli.app)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
@@ -67,7 +67,7 @@ def test_importing_the_prompt_path() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     modules = json.loads(done.stdout)
-    assert "rill.stream.session" in modules and "httpx" in modules  # the check saw the real path
+    assert "rill.stream.pipeline" in modules and "httpx" in modules  # the check saw the real path
     assert heavy_among(modules) == []
 
 
@@ -85,5 +85,7 @@ def test_a_piped_prompt_imports_nothing_heavy(fake_server: FakeOpenRouter, fmt: 
     assert done.returncode == 0, done.stderr[-2000:]
     if fmt == "text":
         assert done.stdout == "".join(DEMO_CONTENT)
-    assert {"rill.stream.session", "rill.stream.sse", "rill.stream.client", "httpx"} <= set(modules)
+    assert {"rill.stream.pipeline", "rill.stream.sse", "rill.stream.client", "httpx"} <= set(
+        modules
+    )
     assert heavy_among(modules) == []

@@ -8,45 +8,17 @@
         elif isinstance(event, rill.Error):
             raise SystemExit(event.message)
 
-The run itself is ``session.run_chat`` — the same loop the command uses — driven in a worker
-thread that hands each event over a queue, so the caller iterates at its own pace. Leaving the
-loop early (``break``, an exception, ``close()``) cancels the request and closes the connection.
+It is a plain generator over ``ChatStream``, the pipeline the command pulls: no worker thread,
+every time limit kept by the reads themselves, so it works the same in any thread. Leaving the
+loop early (``break``, an exception, ``close()``) closes the upstream connection at once.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-from rill.errors import Cancelled, ExitCode, RillError
-from rill.events import Delta, Error, Event, Start, Terminal
-from rill.stream.transcript import Transcript
-
-_END = object()
-
-
-class _QueueRenderer:
-    def __init__(self, q: queue.Queue[Any], stop: threading.Event) -> None:
-        self.q = q
-        self.stop = stop
-
-    def _check(self) -> None:
-        if self.stop.is_set():
-            raise Cancelled("caller", ExitCode.INTERRUPTED)
-
-    def start(self, event: Start, transcript: Transcript) -> None:
-        self._check()
-        self.q.put(event)
-
-    def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
-        self._check()
-        for d in deltas:
-            self.q.put(d)
-
-    def finish(self, event: Terminal) -> None:
-        self.q.put(event)
+from rill.events import Event
 
 
 def stream_chat(
@@ -61,6 +33,8 @@ def stream_chat(
     reasoning_effort: str | None = None,
     options: dict[str, Any] | None = None,
     timeout: float | None = None,
+    first_token_timeout: float | None = None,
+    total_timeout: float | None = None,
     retries: int | None = None,
     history: bool = False,
 ) -> Iterator[Event]:
@@ -71,17 +45,19 @@ def stream_chat(
     ``OPENROUTER_API_KEY``. With ``history=True`` the exchange is recorded like a command run.
     Configuration problems (no key for OpenRouter, bad base URL) raise ``RillError`` at once,
     when ``stream_chat`` is called; everything that happens upstream arrives as an ``Error``
-    event. Leaving the loop early cancels the request at its next network read (the worker
-    thread is a daemon: it never keeps the interpreter alive). Only the idle ``timeout``
-    applies here: first-token and total limits need the main thread's alarm.
+    event. ``timeout`` is the idle limit between two reads, ``first_token_timeout`` and
+    ``total_timeout`` count from the call; an expired one ends the stream with an ``Error`` whose
+    ``exit_code`` is 8. Leaving the loop early closes the connection and, with history, records
+    the partial answer as cancelled.
     """
     import dataclasses
 
     from rill.config.settings import resolve_settings
     from rill.input.prompting import build_messages
     from rill.stream.client import ChatClient, make_http_client
+    from rill.stream.control import Limits
+    from rill.stream.pipeline import ChatStream, NullSink
     from rill.stream.protocol import Request
-    from rill.stream.session import NullRecorder
 
     flags = {
         "model": model,
@@ -89,6 +65,8 @@ def stream_chat(
         "max_tokens": max_tokens,
         "temperature": temperature,
         "timeout": timeout,
+        "first_token_timeout": first_token_timeout,
+        "total_timeout": total_timeout,
         "retries": retries,
     }
     settings = resolve_settings(flags)
@@ -110,7 +88,7 @@ def stream_chat(
 
     def begin() -> Any:
         if not history:
-            return NullRecorder()
+            return NullSink()
         from rill.history import ExchangeStart, HistoryStore
 
         store = HistoryStore(settings.paths.history_dir, settings.history_format)  # type: ignore[arg-type]
@@ -118,33 +96,14 @@ def stream_chat(
             ExchangeStart(None, turn, request.model, request.options(), settings.base_url)
         )
 
-    return _iterate(ChatClient(settings, make_http_client(settings)), request, begin)
+    limits = Limits(settings.timeout, settings.first_token_timeout, settings.total_timeout)
+    client = ChatClient(settings, make_http_client(settings))
+    return _pull(ChatStream(client, request, begin=begin, limits=limits))
 
 
-def _iterate(client: Any, request: Any, begin: Any) -> Iterator[Event]:
-    from rill.stream.session import run_chat
-
-    q: queue.Queue[Any] = queue.Queue()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            run_chat(client, request, _QueueRenderer(q, stop), begin=begin)
-        except Exception as exc:  # noqa: BLE001 - whatever happens, the stream ends with an event
-            message = exc.message if isinstance(exc, RillError) else f"internal error: {exc!r}"
-            code = int(exc.exit_code) if isinstance(exc, RillError) else int(ExitCode.INTERNAL)
-            q.put(Error("internal", message, None, code, {"role": "assistant", "content": ""}))
-        finally:
-            client.http.close()
-            q.put(_END)
-
-    worker = threading.Thread(target=work, name="rill-stream", daemon=True)
-    worker.start()
+def _pull(stream: Any) -> Iterator[Event]:
     try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            yield item
+        yield from stream
     finally:
-        stop.set()  # the worker cancels at its next read and closes the connection
+        stream.close()  # a no-op after the terminal event; a cancel when the caller left early
+        stream.client.http.close()

@@ -2,53 +2,49 @@
 
 The input is read whole and checked before anything is sent (duplicate ids are a usage error; a
 line that cannot be sent becomes a failed item, exit 2, without stopping the others). Each item
-becomes one ``Request`` and runs through ``session.run_chat`` on a worker thread, exactly as the
-prompt command runs one — same retries, same history record (one chat per item) — and the line
-written for it is its terminal event (``Done`` or ``Error``) with ``"id"`` put first.
+becomes one ``Request`` and one ``ChatStream`` pulled on a worker thread, exactly as the prompt
+command pulls one — same retries, same time limits (idle, first token, total: kept by the
+stream's own reads, so they hold on any thread), same history record (one chat per item) — and
+the line written for it is its terminal event (``Done`` or ``Error``) with ``"id"`` put first.
 
 All workers share one ``httpx.Client`` whose pool keeps one connection per job, and one
 ``BackoffGate``: a 429 or a ``Retry-After`` on any item pushes the gate's deadline, and every
-worker waits at the gate before its next send, so the whole batch slows down instead of each
-worker running into the limit on its own.
+worker waits at the gate before its next send (``GatedPolicy``, the client's retry policy), so the
+whole batch slows down instead of each worker running into the limit on its own.
 
 Lines are written whole, one write each, under a lock: in completion order, or in input order with
 ``ordered`` (early results wait in a buffer). With an output file, ids whose ``done`` line is
 already in it are skipped, which makes a killed batch resumable and lets shards be merged by id.
 Stopping (SIGINT, SIGTERM, SIGHUP, a closed stdout) raises one flag: no new item starts, and every
-socket of the pool is shut down, which wakes each blocked worker; its stream then raises
-``Cancelled``, so the session records the partial answer with finish reason ``cancelled``. A
-cancelled item writes no line: the next run picks it up. No typer or rich here.
+running stream is cancelled, which shuts its socket down and wakes its worker at once; the stream
+records the partial answer with finish reason ``cancelled``. A cancelled item writes no line: the
+next run picks it up. No typer or rich here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
-import signal
-import socket
 import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
 
 import httpx
 
-from rill.commands.prompt import silence_stdout
 from rill.config.settings import Settings
 from rill.env import isatty
-from rill.errors import APIError, Cancelled, ExitCode, NetworkError, RillError, UsageError
-from rill.events import Done, Error, Start, Terminal
-from rill.stream.client import BACKOFF_BASE, BACKOFF_CAP, ChatClient, make_http_client
+from rill.errors import APIError, Cancelled, ExitCode, RillError, UsageError
+from rill.events import Done, Error, Terminal
+from rill.process import cancel_on_signals, silence_stdout
+from rill.stream.client import ChatClient, RetryPolicy, make_http_client
+from rill.stream.control import Control, Limits
+from rill.stream.pipeline import ChatStream, ExchangeSink, NullSink
 from rill.stream.protocol import Request
-from rill.stream.session import NullRecorder, Recorder, run_chat, signals_handled
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
@@ -56,11 +52,6 @@ if TYPE_CHECKING:
 ItemId = str | int
 #: Failure messages shown on stderr before the rest are left to the output lines.
 SHOWN_FAILURES = 10
-_STOP_SIGNALS = {
-    signal.SIGINT: ("SIGINT", ExitCode.INTERRUPTED),
-    signal.SIGTERM: ("SIGTERM", ExitCode.TERMINATED),
-    signal.SIGHUP: ("SIGHUP", ExitCode.TERMINATED),
-}
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -269,25 +260,26 @@ def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]
 # --- stopping, backoff and the shared client -----------------------------------------------------
 
 
-def _shutdown(sock: socket.socket) -> None:
-    # shutdown() wakes a thread blocked in recv() on the socket; close() would not (Linux). The
-    # base-class method is used on TLS sockets too, so their state is left to their own thread.
-    with suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
 class Stop:
-    """One flag for the whole batch, and the pool's sockets to shut down when it is raised."""
+    """One flag for the whole batch, and the running streams to cancel when it is raised."""
+
+    #: Never true: a stop always has the streams to cancel (see ``rill.process``).
+    opening = False
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
         self.code = ExitCode.OK
-        self._lock = threading.RLock()
-        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._streams: set[ChatStream] = set()
 
     def is_set(self) -> bool:
         return self.event.is_set()
+
+    def cancel(self, error: Cancelled) -> bool:
+        """A signal's cancel (``rill.process.Cancellable``)."""
+        self.trigger(error.reason, error.exit_code)
+        return True
 
     def trigger(self, reason: str, code: ExitCode) -> None:
         with self._lock:
@@ -295,32 +287,28 @@ class Stop:
                 return
             self.reason, self.code = reason, code
             self.event.set()
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shutdown(sock)
+            streams = list(self._streams)
+        for stream in streams:
+            stream.cancel(Cancelled(reason, code))
 
-    def track(self, sock: socket.socket) -> None:
+    def watch(self, stream: ChatStream) -> None:
+        """Cancel ``stream`` when the batch stops (at once if it has)."""
         with self._lock:
             stopping = self.event.is_set()
             if not stopping:
-                self._sockets.add(sock)
+                self._streams.add(stream)
         if stopping:
-            _shutdown(sock)
+            stream.cancel(Cancelled(self.reason, self.code))
 
-    def check(self) -> None:
-        if self.event.is_set():
-            raise Cancelled(self.reason, self.code)
-
-    def sleep(self, seconds: float) -> None:
-        if self.event.wait(max(seconds, 0.0)):
-            raise Cancelled(self.reason, self.code)
+    def forget(self, stream: ChatStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
 
 
 class BackoffGate:
     """A deadline every worker waits for before sending: one 429 slows the whole batch down."""
 
-    def __init__(self, stop: Stop, clock: Callable[[], float] = time.monotonic) -> None:
-        self._stop = stop
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._until = 0.0
         self._lock = threading.Lock()
@@ -337,108 +325,47 @@ class BackoffGate:
         with self._lock:
             return max(0.0, self._until - self._clock())
 
-    def wait(self) -> None:
+    def wait(self, control: Control) -> None:
+        """Wait for the gate to open; a stop or the item's time limit ends the wait."""
         while (left := self.remaining()) > 0:
-            self._stop.sleep(left)
-        self._stop.check()
+            control.sleep(left)
+        control.check()
 
 
-class _StoppableStream(httpx.SyncByteStream):
-    """A response body that raises ``Cancelled`` once the batch stops, even mid-read."""
-
-    def __init__(self, inner: httpx.SyncByteStream, stop: Stop) -> None:
-        self._inner = inner
-        self._stop = stop
-
-    def __iter__(self) -> Iterator[bytes]:
-        chunks = iter(self._inner)
-        while True:
-            self._stop.check()
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                return
-            except Exception:
-                self._stop.check()  # the socket was shut down under us: that is the stop
-                raise
-            yield chunk
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class GatedClient(ChatClient):
-    """``ChatClient`` whose sends wait at the shared gate and whose waits can be cancelled.
-
-    A wait the server asked for (``Retry-After``) or a 429 pushes the gate for every worker; other
-    retries (a 502, a refused connection) only pause their own item.
-    """
-
-    #: Bodies are read through ``_StoppableStream``, which cancels an item between reads once the
-    #: batch stops: reading past it, straight from the socket, would skip that check.
-    direct_body = False
+class GatedPolicy(RetryPolicy):
+    """Every send waits at the shared gate. A wait the server asked for (``Retry-After``) or a
+    429 pushes the gate for every worker; other retries (a 502, a refused connection) only pause
+    their own item."""
 
     def __init__(
         self,
-        settings: Settings,
-        http: httpx.Client,
-        *,
+        retries: int,
         gate: BackoffGate,
-        stop: Stop,
         on_gate: Callable[[float, str], None] = lambda _delay, _why: None,
     ) -> None:
-        super().__init__(settings, http, sleep=stop.sleep)
+        super().__init__(retries)
         self.gate = gate
-        self.stop = stop
         self.on_gate = on_gate
-        self._last = threading.local()
 
-    def _send(self, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
-        self.gate.wait()
-        try:
-            response = super()._send(payload, headers)
-        except NetworkError:
-            self.stop.check()
-            raise
-        if isinstance(response.stream, httpx.SyncByteStream):
-            response.stream = _StoppableStream(response.stream, self.stop)
-        return response
+    def before_attempt(self, control: Control) -> None:
+        self.gate.wait(control)
 
-    def _error_from(self, response: httpx.Response) -> APIError:
-        error = super()._error_from(response)
-        self._last.status = error.status
-        return error
-
-    def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
-        status = getattr(self._last, "status", None)
-        self._last.status = None
+    def wait(self, attempt: int, failure: RillError, control: Control) -> None:
+        retry_after = failure.retry_after if isinstance(failure, APIError) else None
+        status = failure.status if isinstance(failure, APIError) else None
         if retry_after is None and status != 429:
-            super()._wait(attempt, retry_after, why)
+            super().wait(attempt, failure, control)
             return
-        if retry_after is None:
-            retry_after = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5)
-        if self.gate.push(retry_after):
-            self.on_gate(retry_after, why)
+        delay = self.delay(attempt, failure)
+        if self.gate.push(delay):
+            self.on_gate(delay, failure.message)
 
 
 def make_pool(
-    settings: Settings, jobs: int, stop: Stop, transport: httpx.BaseTransport | None = None
+    settings: Settings, jobs: int, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """One client for every worker: ``jobs`` connections, each socket known to ``stop``."""
-
-    def trace(name: str, info: dict[str, Any]) -> None:
-        if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
-            stream = info.get("return_value")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                stop.track(sock)
-
-    def add_trace(request: httpx.Request) -> None:
-        request.extensions["trace"] = trace
-
-    return make_http_client(
-        settings, transport, connections=jobs, event_hooks={"request": [add_trace]}
-    )
+    """One client for every worker, with ``jobs`` connections kept alive between items."""
+    return make_http_client(settings, transport, connections=jobs)
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -633,17 +560,6 @@ class Reporter:
 # --- running -------------------------------------------------------------------------------------
 
 
-class _NullRenderer:
-    def start(self, event: Start, transcript: Any) -> None:
-        pass
-
-    def deltas(self, raw: bytes, deltas: list[Any]) -> None:
-        pass
-
-    def finish(self, event: Terminal) -> None:
-        pass
-
-
 def _error(code: str, message: str, exit_code: int) -> Error:
     return Error(code, message, None, exit_code, {"role": "assistant", "content": ""})
 
@@ -662,6 +578,7 @@ class Batch:
         jobs: int,
         store: HistoryStore | None = None,
         base_url: str = "",
+        limits: Limits | None = None,
     ) -> None:
         self.client = client
         self.defaults = defaults
@@ -672,6 +589,7 @@ class Batch:
         self.jobs = jobs
         self.store = store
         self.base_url = base_url
+        self.limits = limits
         self.codes: dict[int, int] = {}
         self._take_lock = threading.Lock()
         self._items: list[Item] = []
@@ -683,7 +601,8 @@ class Batch:
             threading.Thread(target=self._worker, name=f"rill-batch-{n}", daemon=True)
             for n in range(min(self.jobs, len(items)))
         ]
-        with self._stop_on_signals():
+        # A second signal leaves at once, but never in the middle of an output line.
+        with cancel_on_signals(self.stop, before_exit=lambda: self.output.lock.acquire(timeout=2)):
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -745,19 +664,29 @@ class Batch:
             request, messages = build_request(item, self.defaults)
         except RillError as exc:
             return _error("bad_input", exc.message, int(exc.exit_code)), int(exc.exit_code), False
-        outcome = run_chat(
-            self.client, request, _NullRenderer(), begin=lambda: self.begin(request, messages)
+        stream = ChatStream(
+            self.client,
+            request,
+            begin=lambda: self.begin(request, messages),
+            limits=self.limits,
         )
+        self.stop.watch(stream)
+        try:
+            for _step in stream.steps():
+                pass
+        finally:
+            self.stop.forget(stream)
+        outcome = stream.outcome
+        assert outcome is not None  # the steps always end with the terminal event
         cancelled = isinstance(outcome.error, Cancelled)
         return outcome.terminal, int(outcome.exit_code), cancelled
 
-    def begin(self, request: Request, messages: list[dict[str, Any]]) -> Recorder:
+    def begin(self, request: Request, messages: list[dict[str, Any]]) -> ExchangeSink:
         """One new chat per item. The store serialises its own short critical sections, for
         the threads of this process as for concurrent runs; a recorder it could not start has
-        ``chat_id`` None, like the ``NullRecorder`` of ``--no-history``."""
+        ``chat_id`` None, like the ``NullSink`` of ``--no-history``."""
         if self.store is None:
-            null: Recorder = NullRecorder()
-            return null
+            return NullSink()
         from rill.history import ExchangeStart
 
         start = ExchangeStart(
@@ -768,19 +697,6 @@ class Batch:
             base_url=self.base_url,
         )
         return self.store.begin(start)
-
-    def _stop_on_signals(self) -> AbstractContextManager[None]:
-        """SIGINT, SIGTERM and SIGHUP stop the batch; a second one leaves at once."""
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            reason, code = _STOP_SIGNALS[signal.Signals(signum)]
-            if self.stop.is_set():
-                # Never in the middle of an output line: wait (briefly) for the writer.
-                self.output.lock.acquire(timeout=2)
-                os._exit(int(code))
-            self.stop.trigger(reason, code)
-
-        return signals_handled(_STOP_SIGNALS, on_signal)
 
 
 # --- wiring --------------------------------------------------------------------------------------
@@ -895,7 +811,7 @@ def run_batch(args: BatchArgs) -> int:
         fmt: Literal["json", "toml"] = "toml" if settings.history_format == "toml" else "json"
         store = HistoryStore(settings.paths.history_dir, fmt, warn=reporter.say)
     stop = Stop()
-    gate = BackoffGate(stop)
+    gate = BackoffGate()
     reporter.waiting = gate.remaining
 
     def on_gate(delay: float, why: str) -> None:
@@ -905,8 +821,11 @@ def run_batch(args: BatchArgs) -> int:
     fd = open_output(path) if path is not None else None
     stdout = args.stdout if args.stdout is not None else sys.stdout.buffer
     write = _stream_writer(stdout) if fd is None else _fd_writer(fd)
-    http = make_pool(settings, args.jobs, stop, args.transport)
-    client = GatedClient(settings, http, gate=gate, stop=stop, on_gate=on_gate)
+    http = make_pool(settings, args.jobs, args.transport)
+    # A body read past h11 would close its connection: the pool keeps them for the next items.
+    policy = GatedPolicy(settings.retries, gate, on_gate)
+    client = ChatClient(settings, http, policy=policy, direct_body=False)
+    limits = Limits(settings.timeout, settings.first_token_timeout, settings.total_timeout)
     output = Output(write, ordered=args.ordered)
     batch = Batch(
         client,
@@ -917,6 +836,7 @@ def run_batch(args: BatchArgs) -> int:
         jobs=args.jobs,
         store=store,
         base_url=settings.base_url,
+        limits=limits,
     )
     try:
         code = batch.run(todo)

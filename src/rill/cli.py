@@ -240,19 +240,8 @@ def ask(
             "--connect-timeout", metavar="SECONDS", help="Connect timeout in seconds.", min=0
         ),
     ] = None,
-    first_token_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--first-token-timeout",
-            metavar="SECONDS",
-            help="Limit on the wait for the first token.",
-            min=0,
-        ),
-    ] = None,
-    total_timeout: Annotated[
-        float | None,
-        typer.Option("--total-timeout", metavar="SECONDS", help="Limit on the whole run.", min=0),
-    ] = None,
+    first_token_timeout: opt.FirstTokenTimeout = None,
+    total_timeout: opt.TotalTimeout = None,
     retries: opt.Retries = None,
     stats: Annotated[
         bool | None, typer.Option("--stats", help="Print a timing/usage line on stderr.")

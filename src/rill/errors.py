@@ -20,6 +20,7 @@ Messages are one line, carry the upstream's own words, and never contain the API
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum, unique
 from typing import Any
 
@@ -35,6 +36,7 @@ class ExitCode(IntEnum):
     RATE_LIMITED = 6
     UPSTREAM = 7
     NETWORK = 8
+    OUTPUT = 74  # EX_IOERR (sysexits.h): stdout could not be written, e.g. a full disk
     # 128 + signal number, as shells report a process killed by that signal.
     INTERRUPTED = 130  # SIGINT (2)
     BROKEN_PIPE = 141  # SIGPIPE (13): stdout was closed by its reader
@@ -112,6 +114,14 @@ class TimeoutError_(NetworkError):  # noqa: N801 - trailing underscore avoids th
     pass
 
 
+class OutputError(RillError):
+    """Standard output is missing or cannot be written (``rill … >&-``, a full disk)."""
+
+    def __init__(self, message: str, exit_code: ExitCode = ExitCode.OUTPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class Cancelled(RillError):
     """The run was stopped from outside: a signal or a closed stdout.
 
@@ -153,3 +163,13 @@ def error_for_chunk(code: int | str | None, message: str, *, body: Any = None) -
     mid-stream 429 is not an HTTP 429: nothing can be retried once tokens were sent).
     """
     return StreamError(message, status=200, code=code or "upstream_error", body=body)
+
+
+def reason(exc: BaseException) -> str:
+    """What an OS or transport error says, in words: ``[Errno 111] Connection refused`` becomes
+    ``Connection refused``, OpenSSL's source location is dropped, and it is one line."""
+    text = str(exc) or type(exc).__name__
+    if "] " in text and text.startswith("["):
+        text = text.split("] ", 1)[1]
+    text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
+    return " ".join(text.split())

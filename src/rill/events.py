@@ -93,6 +93,8 @@ class Error:
     exit_code: int
     partial: dict[str, Any]
     """The assistant message received before the failure."""
+    chat_id: str | None = None
+    """The chat the failed exchange is recorded in (None without history)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,7 @@ class Error:
             "status": self.status,
             "exit_code": self.exit_code,
             "partial": self.partial,
+            "chat_id": self.chat_id,
         }
 
 

@@ -79,6 +79,8 @@ def batch_command(
     ] = None,
     base_url: opt.BaseUrl = None,
     timeout: opt.Timeout = None,
+    first_token_timeout: opt.FirstTokenTimeout = None,
+    total_timeout: opt.TotalTimeout = None,
     retries: opt.Retries = None,
     no_history: opt.NoHistory = False,
 ) -> None:
@@ -98,6 +100,8 @@ def batch_command(
             "max_tokens": max_tokens,
             "base_url": base_url,
             "timeout": timeout,
+            "first_token_timeout": first_token_timeout,
+            "total_timeout": total_timeout,
             "retries": retries,
         },
         reasoning_effort=reasoning_effort.value if reasoning_effort else None,

@@ -155,3 +155,18 @@ Cache = Annotated[
         help="Mark the system prompt and long context for prompt caching (Anthropic, Gemini).",
     ),
 ]
+
+# Time limits of a whole answer (the idle limit is --timeout).
+FirstTokenTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--first-token-timeout",
+        metavar="SECONDS",
+        help="Limit on the wait for the first token.",
+        min=0,
+    ),
+]
+TotalTimeout = Annotated[
+    float | None,
+    typer.Option("--total-timeout", metavar="SECONDS", help="Limit on the whole run.", min=0),
+]

@@ -26,8 +26,8 @@ def piped() -> Iterator[None]:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
-        from rill.commands.prompt import silence_stdout
         from rill.errors import ExitCode
+        from rill.process import silence_stdout
 
         silence_stdout()  # the interpreter's last flush must not fail again, loudly
         raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None

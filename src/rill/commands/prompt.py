@@ -1,19 +1,23 @@
-"""Wire one prompt run: settings → request → client, renderer, history → session → exit code.
+"""Wire one prompt run: settings → request → client, renderer, history → ``ChatStream`` → exit.
 
-Kept apart from ``cli.py`` so the Typer command stays a parameter list, and apart from
-``session.py`` so the streaming loop knows nothing of flags, files or stderr wording.
+Kept apart from ``cli.py`` so the Typer command stays a parameter list, and apart from the
+streaming core so that the pipeline knows nothing of flags, files, signals or stderr wording: this
+module pulls the stream into the renderer, cancels it on a signal or a closed stdout, and words
+the outcome on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from rill.errors import Cancelled, ExitCode, UsageError
+from rill.env import isatty
+from rill.errors import Cancelled, ExitCode, OutputError, UsageError, reason
 from rill.output.formats import OutputFormat
+from rill.process import cancel_on_signals, silence_stdout
 
 NO_PROMPT = "no prompt: give words, '-' for stdin, or pipe text in (try rill --help)"
 
@@ -54,12 +58,14 @@ def run_prompt(args: PromptArgs) -> int:
         load_template,
         merge_options,
     )
-    from rill.stream.client import ChatClient, make_http_client
+    from rill.stream.client import ChatClient, RetryPolicy, make_http_client
     from rill.stream.protocol import Request
 
     def warn(message: str) -> None:
         _stderr(f"rill: {message}")
 
+    if sys.stdout is None:  # started with stdout closed: rill … >&-
+        raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
     user_text = join_prompt(args.words, args.stdin_text)
     flags = dict(args.flags)
     system = flags.get("system")
@@ -123,10 +129,18 @@ def run_prompt(args: PromptArgs) -> int:
         return _print_dry_run(settings, request)
 
     http = make_http_client(settings, args.transport)
-    # Retry notes are for people watching; a script's stderr gets only the final outcome.
-    on_retry = warn if args.debug or _isatty(sys.stderr) else None
-    client = ChatClient(settings, http, on_retry=on_retry)
+    client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
     return _stream(args, settings, client, request, store if recording else None, chat_id, turn)
+
+
+def _retry_notes(args: PromptArgs) -> Any:
+    """Retry notes are for people watching; a script's stderr gets only the final outcome."""
+    tty = isatty(sys.stderr)
+    if not (args.debug or tty):
+        return None
+    from rill.output.diagnostics import note_line, write_line
+
+    return lambda note: write_line(sys.stderr, note_line(note, tty=tty))
 
 
 def _stream(
@@ -139,11 +153,12 @@ def _stream(
     turn: list[dict[str, Any]],
 ) -> int:
     from rill.output.formats import make_renderer
-    from rill.stream.session import NullRecorder, run_chat
+    from rill.stream.control import Limits
+    from rill.stream.pipeline import ChatStream, NullSink
 
     def begin() -> Any:
         if store is None:
-            return NullRecorder()
+            return NullSink()
         from rill.history import ExchangeStart
 
         return store.begin(
@@ -157,9 +172,9 @@ def _stream(
         )
 
     out = sys.stdout.buffer
-    tty = _isatty(sys.stdout)
+    tty = isatty(sys.stdout)
     renderer = make_renderer(args.fmt, out, tty=tty)
-    stderr_tty = _isatty(sys.stderr)
+    stderr_tty = isatty(sys.stderr)
     if tty or stderr_tty:
         # Spinner, live markdown, dimmed reasoning and safe output exist only for terminals;
         # a plain pipe never imports any of it.
@@ -173,36 +188,78 @@ def _stream(
             stderr_tty=stderr_tty,
             raw=args.raw,
         )
+    limits = Limits(
+        idle=settings.timeout,
+        first_token=settings.first_token_timeout,
+        total=settings.total_timeout,
+    )
+    stream = ChatStream(client, request, begin=begin, limits=limits)
+    with cancel_on_signals(stream):
+        try:
+            outcome = _render(stream, renderer)
+        finally:
+            client.http.close()
+        return _report(args, settings, outcome, renderer)
+
+
+def _render(stream: Any, renderer: Any) -> Any:
+    """Pull the stream into the renderer: one write and flush per network read."""
+    from rill.events import Start
+    from rill.stream.pipeline import Received
+
+    steps = stream.steps()
     try:
-        outcome = run_chat(
-            client,
-            request,
-            renderer,
-            begin=begin,
-            first_token_timeout=settings.first_token_timeout,
-            total_timeout=settings.total_timeout,
-        )
-    finally:
-        client.http.close()
+        for step in steps:
+            kind = type(step)
+            if kind is Received:
+                renderer.deltas(step.raw, step.deltas)
+            elif kind is Start:
+                renderer.start(step, stream.transcript)
+            else:
+                with contextlib.suppress(OSError):
+                    renderer.finish(step)  # stdout may be gone: the record is what is kept
+    except OSError as exc:
+        # stdout is closed or cannot be written: the answer so far is recorded as cancelled.
+        stream.cancel(_output_gone(exc))
+        stream.close()
+    return stream.outcome
+
+
+def _output_gone(exc: OSError) -> Cancelled:
+    if isinstance(exc, BrokenPipeError):
+        return Cancelled("broken pipe", ExitCode.BROKEN_PIPE)
+    return Cancelled(f"an unwritable stdout ({reason(exc)})", ExitCode.OUTPUT)
+
+
+def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int:
+    """The run's lines on stderr (error or cancel, notes, ``--stats``) and its exit code."""
+    from rill.output.diagnostics import error_line, format_stats, note_line, write_line
+
+    tty = isatty(sys.stderr)
+    # On a shared terminal, a line after an answer without a final newline starts a new line.
+    fresh = [bool(getattr(renderer, "at_line_start", True)) if isatty(sys.stdout) else True]
+
+    def line(text: str) -> None:
+        write_line(sys.stderr, text, at_line_start=fresh[0])
+        fresh[0] = True
+
     error = outcome.error
-    if isinstance(error, Cancelled) and error.reason == "broken pipe":
+    if isinstance(error, Cancelled) and error.exit_code == ExitCode.BROKEN_PIPE:
         silence_stdout()
         if args.debug:
-            _stderr("rill: stdout was closed; the partial answer is in history")
+            line("rill: stdout was closed; the partial answer is in history")
     elif isinstance(error, Cancelled):
+        if error.exit_code == ExitCode.OUTPUT:
+            silence_stdout()  # what is still buffered for it must not fail again at exit
         kept = len(outcome.transcript.content)
         where = f" in chat {outcome.chat_id}" if outcome.chat_id else ""
-        _stderr(f"rill: cancelled by {error.reason}; kept {kept} characters of the answer{where}")
+        line(f"rill: cancelled by {error.reason}; kept {kept} characters of the answer{where}")
     elif error is not None:
-        status = getattr(error, "status", None)
-        suffix = f" (HTTP {status})" if status and status != 200 else ""
-        _stderr(f"rill: {error.message}{suffix}")  # the session already removed the key
+        line(error_line(error, tty=tty))  # the pipeline already removed the key
     for note in outcome.notes:
-        _stderr(f"rill: {note}")
+        line(note_line(note, tty=tty))
     if settings.stats:
-        from rill.output.diagnostics import format_stats
-
-        _stderr(format_stats(outcome, tty=stderr_tty))
+        line(format_stats(outcome, tty=tty))
     return int(outcome.exit_code)
 
 
@@ -217,20 +274,3 @@ def _print_dry_run(settings: Any, request: Any) -> int:
     sys.stdout.write("\n".join(lines))
     sys.stdout.flush()
     return int(ExitCode.OK)
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-
-
-def silence_stdout() -> None:
-    """After a closed pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass

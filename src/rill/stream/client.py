@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,11 +27,14 @@ from rill.errors import (
     APIError,
     ConfigError,
     NetworkError,
+    RillError,
     StreamError,
     TimeoutError_,
     error_for_status,
+    reason,
 )
 from rill.stream.chunked import ChunkedDecoder, ChunkedError
+from rill.stream.control import Control, Limits
 from rill.stream.protocol import Request, build_headers, build_payload, parse_error_body
 
 RETRY_STATUSES = frozenset({408, 429, 502, 503})
@@ -72,23 +74,68 @@ def make_http_client(
     )
 
 
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): doubling, capped, fully jittered."""
+    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5))
+
+
+class RetryPolicy:
+    """When ``ChatClient`` tries again, and how it waits. Retries happen only before a single
+    byte of the answer exists: for connect errors and statuses 408, 429, 502, 503, up to
+    ``retries`` times, waiting ``Retry-After`` when the server gave one (and not at all when it
+    asks for more than ``RETRY_AFTER_LIMIT``), else ``backoff_delay``.
+
+    A caller that runs many requests at once (``rill batch``) subclasses it: ``before_attempt``
+    runs before every send (wait at a shared gate) and ``wait`` may push that gate instead of
+    sleeping alone. Every wait goes through the request's ``Control``, so a cancel or a time
+    limit ends it at once.
+    """
+
+    def __init__(self, retries: int, on_retry: Callable[[str], None] | None = None) -> None:
+        self.retries = retries
+        self.on_retry = on_retry or (lambda _message: None)
+
+    def before_attempt(self, control: Control) -> None:
+        """Called before each send."""
+
+    def should_retry(self, attempt: int, failure: RillError) -> bool:
+        if attempt >= self.retries:
+            return False
+        if isinstance(failure, APIError):
+            return failure.status in RETRY_STATUSES and (failure.retry_after or 0) <= (
+                RETRY_AFTER_LIMIT
+            )
+        return isinstance(failure, NetworkError) and failure.retryable
+
+    def delay(self, attempt: int, failure: RillError) -> float:
+        """Seconds before retry ``attempt``: what the server asked for, else the backoff."""
+        retry_after = failure.retry_after if isinstance(failure, APIError) else None
+        return retry_after if retry_after is not None else backoff_delay(attempt)
+
+    def wait(self, attempt: int, failure: RillError, control: Control) -> None:
+        """Wait before retry ``attempt``."""
+        delay = self.delay(attempt, failure)
+        self.on_retry(f"retrying in {delay:.1f} s ({failure.message})")
+        control.sleep(delay)
+
+
 class ChatClient:
-    #: Read chunked bodies past h11 (see ``reads``). A subclass that wraps the response body
-    #: to watch each read (batch's cancellation) turns it off.
-    direct_body = True
+    """Open chat-completion responses: ``open(request, control)`` yields a 200 response."""
 
     def __init__(
         self,
         settings: Settings,
         http: httpx.Client,
         *,
-        sleep: Callable[[float], None] = time.sleep,
-        on_retry: Callable[[str], None] | None = None,
+        policy: RetryPolicy | None = None,
+        direct_body: bool = True,
     ) -> None:
         self.settings = settings
         self.http = http
-        self.sleep = sleep
-        self.on_retry = on_retry or (lambda _msg: None)
+        self.policy = policy or RetryPolicy(settings.retries)
+        #: Read chunked bodies past h11 (see ``reads``). Off for a pool whose connections should
+        #: be kept alive between requests (batch): a body read past h11 closes its connection.
+        self.direct_body = direct_body
         self.url = f"{settings.base_url}/chat/completions"
 
     def payload(self, request: Request) -> dict[str, Any]:
@@ -98,29 +145,38 @@ class ChatClient:
         return build_headers(self.settings, stream=request.stream)
 
     @contextmanager
-    def open(self, request: Request) -> Iterator[httpx.Response]:
-        response = self._send_with_retries(request)
+    def open(self, request: Request, control: Control | None = None) -> Iterator[httpx.Response]:
+        """The 200 response to ``request``, closed after the block; ``control`` (default: the
+        idle limit only) cancels it and bounds each wait."""
+        if control is None:
+            control = Control(Limits(idle=self.settings.timeout))
+        response = self._send_with_retries(request, control)
         try:
             yield response
         finally:
             response.close()
 
-    def _send_with_retries(self, request: Request) -> httpx.Response:
+    def _send_with_retries(self, request: Request, control: Control) -> httpx.Response:
         payload = self.payload(request)
         headers = self.headers(request)
         attempt = 0
         while True:
+            self.policy.before_attempt(control)
+            control.check()
             try:
-                response = self._send(payload, headers)
+                response = self._send(payload, headers, control)
             except NetworkError as exc:
-                if attempt >= self.settings.retries or not exc.retryable:
-                    raise
-                self._wait(attempt, None, str(exc))
+                control.check()  # a cancel that shut the socket down is not a network error
+                failure: RillError = control.timed_out() or exc
+                if failure is not exc or not self.policy.should_retry(attempt, exc):
+                    raise failure from None
+                self.policy.wait(attempt, exc, control)
                 attempt += 1
                 continue
             if response.status_code == 200:
+                control.attach_response(response)
                 return response
-            error = self._error_from(response)
+            error = self.error_from(response)
             if (
                 error.status == 400
                 and "stream_options" in payload
@@ -129,39 +185,55 @@ class ChatClient:
                 # Some OpenAI-compatible servers reject stream_options: ask again without it.
                 payload = {k: v for k, v in payload.items() if k != "stream_options"}
                 continue
-            retryable = error.status in RETRY_STATUSES and attempt < self.settings.retries
-            if not retryable or (error.retry_after or 0) > RETRY_AFTER_LIMIT:
+            if not self.policy.should_retry(attempt, error):
                 raise error
-            self._wait(attempt, error.retry_after, error.message)
+            self.policy.wait(attempt, error, control)
             attempt += 1
 
-    def _send(self, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+    def _send(
+        self, payload: dict[str, Any], headers: dict[str, str], control: Control
+    ) -> httpx.Response:
         host = urlsplit(self.url).hostname
+        settings = self.settings
+        # The wait for the response headers is a read too: a nearer deadline shortens it.
+        read = control.read_timeout(settings.timeout)
+        connect = settings.connect_timeout
+        if read is not None and connect is not None:
+            connect = min(connect, read)
+        timeout = httpx.Timeout(connect=connect, read=read, write=30.0, pool=connect)
         try:
-            req = self.http.build_request("POST", self.url, json=payload, headers=headers)
+            req = self.http.build_request(
+                "POST",
+                self.url,
+                json=payload,
+                headers=headers,
+                timeout=timeout,
+                extensions={"trace": control.trace},
+            )
             return self.http.send(req, stream=True)
         except httpx.ConnectTimeout:
             error: NetworkError = TimeoutError_(
-                f"cannot connect to {host}: timed out after {_secs(self.settings.connect_timeout)}"
+                f"cannot connect to {host}: timed out after {_secs(connect)}"
             )
             error.retryable = True
             raise error from None
         except httpx.TimeoutException:
             raise TimeoutError_(
-                f"no response from {host} within {_secs(self.settings.timeout)} (idle timeout)"
+                f"no response from {host} within {_secs(settings.timeout)} (idle timeout)"
             ) from None
         except httpx.ConnectError as exc:
             if _is_tls(exc):  # retrying a failed handshake gives the same answer
-                raise NetworkError(f"TLS handshake with {host} failed: {_reason(exc)}") from None
-            error = NetworkError(f"cannot connect to {host}: {_reason(exc)}")
+                raise NetworkError(f"TLS handshake with {host} failed: {reason(exc)}") from None
+            error = NetworkError(f"cannot connect to {host}: {reason(exc)}")
             error.retryable = True
             raise error from None
         except httpx.InvalidURL as exc:
             raise ConfigError(f"base URL is not valid: {exc}") from None
         except (httpx.TransportError, OSError) as exc:
-            raise NetworkError(f"request to {host} failed: {_reason(exc)}") from None
+            raise NetworkError(f"request to {host} failed: {reason(exc)}") from None
 
-    def _error_from(self, response: httpx.Response) -> APIError:
+    def error_from(self, response: httpx.Response) -> APIError:
+        """The ``APIError`` a non-200 response stands for (its body read, at most 1 MiB)."""
         try:
             body = b""
             for piece in response.iter_bytes():
@@ -182,46 +254,48 @@ class ChatClient:
             retry_after=_retry_after(response.headers.get("retry-after")),
         )
 
-    def _wait(self, attempt: int, retry_after: float | None, why: str) -> None:
-        if retry_after is not None:
-            delay = retry_after
-        else:
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.5)
-        self.on_retry(f"retrying in {delay:.1f} s ({why})")
-        self.sleep(delay)
-
 
 def reads(
-    response: httpx.Response, idle_timeout: float | None, *, direct: bool = True
+    response: httpx.Response, control: Control, idle: float | None, *, direct: bool = True
 ) -> Iterator[bytes]:
     """The body's bytes as they arrive, one network read at a time.
 
-    With ``direct``, a chunked HTTP/1.1 body is read past h11 when it can be (``_direct_body``).
+    Each read waits at most ``control.read_timeout(idle)``: the idle limit, or less when a first
+    token or total deadline is nearer. With ``direct``, a chunked HTTP/1.1 body is read past h11
+    when it can be (``direct_reader``); otherwise httpx reads it, and ``control.arm`` enforces the
+    deadlines with a timer. A cancel shuts the socket down: the read wakes, and the cancel's
+    reason is raised instead of whatever the dead socket said.
     """
     if response.is_stream_consumed:  # already read (a test transport with a fixed body)
         yield response.content
         return
-    direct_body = _direct_body(response) if direct else None
+    direct_body = direct_reader(response) if direct else None
     try:
         if direct_body is not None:
-            yield from _read_chunked(*direct_body, idle_timeout)
+            yield from _read_chunked(*direct_body, control, idle)
         else:
-            yield from response.iter_raw()
+            control.arm()
+            for piece in response.iter_raw():
+                control.check()
+                yield piece
     except (httpx.ReadTimeout, httpcore.ReadTimeout):
-        raise TimeoutError_(
-            f"the stream went silent for {_secs(idle_timeout)} (idle timeout)"
+        control.check()
+        raise control.timed_out() or TimeoutError_(
+            f"the stream went silent for {_secs(idle)} (idle timeout)"
         ) from None
     except (httpx.RemoteProtocolError, httpcore.RemoteProtocolError, ChunkedError):
+        control.check()
         raise StreamError(
             "the connection closed before the answer was complete", status=200, code="truncated"
         ) from None
     except (httpx.TransportError, httpcore.NetworkError, OSError) as exc:
+        control.check()
         raise StreamError(
-            f"the connection failed mid-stream: {_reason(exc)}", status=200, code="network"
+            f"the connection failed mid-stream: {reason(exc)}", status=200, code="network"
         ) from None
 
 
-def _direct_body(response: httpx.Response) -> tuple[bytes, Any] | None:
+def direct_reader(response: httpx.Response) -> tuple[bytes, Any] | None:
     """What h11 has buffered and the connection, when the body can be read past h11.
 
     A chunked HTTP/1.1 body is read straight from httpcore's network stream and de-chunked by
@@ -256,7 +330,9 @@ def _direct_body(response: httpx.Response) -> tuple[bytes, Any] | None:
     return bytes(buffered), network
 
 
-def _read_chunked(buffered: bytes, network: Any, idle_timeout: float | None) -> Iterator[bytes]:
+def _read_chunked(
+    buffered: bytes, network: Any, control: Control, idle: float | None
+) -> Iterator[bytes]:
     decoder = ChunkedDecoder()
     data = buffered
     while True:
@@ -271,7 +347,8 @@ def _read_chunked(buffered: bytes, network: Any, idle_timeout: float | None) -> 
                 yield body
             if decoder.done:
                 return
-        data = network.read(READ_SIZE, idle_timeout)
+        control.check()
+        data = network.read(READ_SIZE, control.read_timeout(idle))
         if not data:
             raise ChunkedError("the connection closed inside the chunked body")
 
@@ -289,15 +366,6 @@ def _is_tls(exc: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return "_ssl.c" in str(exc) or "SSL" in str(exc)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    # httpx wraps OSErrors as "[Errno 111] Connection refused": keep the words.
-    if "] " in text and text.startswith("["):
-        text = text.split("] ", 1)[1]
-    text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)  # OpenSSL's source location is noise
-    return " ".join(text.split())
 
 
 def _retry_after(value: str | None) -> float | None:

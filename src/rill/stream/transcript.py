@@ -41,7 +41,10 @@ class _ToolCallState:
 
 
 class Transcript:
-    def __init__(self) -> None:
+    """The answer so far. ``add_chunk`` folds a parsed chunk; ``add_known`` folds a content chunk
+    that repeats an already parsed one without parsing it (the private ``ContentTemplate``)."""
+
+    def __init__(self, template: ContentTemplate | None = None) -> None:
         # The content so far: older pieces as UTF-8 in _packed, the latest ones in _pieces. UTF-8
         # never takes more room than a str, and a quarter of it once the answer holds one emoji
         # (a str then spends 4 bytes on every character); nor is it copied whole as it grows.
@@ -60,7 +63,8 @@ class Transcript:
         self.id: str | None = None
         self.raw_usage: dict[str, Any] | None = None
         self.done = False  # saw ``data: [DONE]``
-        self.template = ContentTemplate()  # reads repeated content chunks without parsing
+        # Reads repeated content chunks without parsing them: the stream's fast path.
+        self._template = template if template is not None else ContentTemplate()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -160,6 +164,23 @@ class Transcript:
             if choice.get("error"):
                 self._raise_error(choice["error"], obj)
         return out
+
+    def add_known(self, data: str, out: list[Delta]) -> bool:
+        """Fold the chunk ``data`` if it repeats the shape of a parsed one, without parsing it;
+        False when it does not (the caller parses it and calls ``add_parsed``)."""
+        template = self._template
+        template.seen += 1
+        content = template.content(data)
+        if content is None:
+            return False
+        if content:
+            out.append(self.add_content(content))
+        return True
+
+    def add_parsed(self, data: str, obj: dict[str, Any], out: list[Delta]) -> None:
+        """Fold the chunk ``obj`` parsed from ``data``, and learn its shape for ``add_known``."""
+        out += self.add_chunk(obj)
+        self._template.learn(data, obj)
 
     def add_content(self, content: str) -> Chunk:
         """Fold a piece of content (what a content-only chunk carries)."""
