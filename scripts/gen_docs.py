@@ -81,6 +81,8 @@ EXIT_STATUS: dict[ExitCode, str] = {
     "stream that ended without a finish reason.",
     ExitCode.NETWORK: "Network error or timeout before a response, or an idle, first-token or "
     "total timeout.",
+    ExitCode.OUTPUT: "Standard output could not be written (a full disk, /dev/full); the partial "
+    "answer is kept in history.",
     ExitCode.INTERRUPTED: "Interrupted by SIGINT (Ctrl-C); the partial answer is kept in history.",
     ExitCode.BROKEN_PIPE: "Standard output was closed by its reader (rill ... | head); the "
     "run ends quietly and the partial answer is kept in history.",

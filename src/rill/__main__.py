@@ -1,6 +1,6 @@
 """`python -m rill` behaves exactly like `rill`."""
 
-from rill.cli import main
+from rill import main
 
 if __name__ == "__main__":
     main()
