@@ -52,6 +52,7 @@ from rill.stream.session import NullRecorder, Recorder, run_chat, signals_handle
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
+    from rill.input.routing import RoutingFlags
 
 ItemId = str | int
 #: Failure messages shown on stderr before the rest are left to the output lines.
@@ -223,6 +224,11 @@ class Defaults:
     template: Any = None  # rill.input.prompting.Template
     params: dict[str, str] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
+    routing: RoutingFlags | None = None
+    settings: Settings | None = None
+    """With ``routing``: where the ``provider`` table and the OpenRouter check come from."""
+    cache_pieces: tuple[str, ...] | None = None
+    """``--cache``: the text every prompt shares (prefix, template text); None: no caching."""
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -253,17 +259,42 @@ def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]
             _template_system, text = apply_template(d.template, d.params, text)
         messages, _turn = build_messages(text, system)
     model = d.aliases.get(item.model, item.model) if item.model else d.model
+    model, extra = _routed(d, model, _merge(d.options, item.options))
     request = Request(
-        messages=messages,
+        messages=_cache_marked(d, messages, model),
         model=model,
         stream=True,
         max_tokens=d.max_tokens,
         temperature=d.temperature,
         reasoning_effort=d.reasoning_effort,
-        extra=_merge(d.options, item.options),
+        extra=extra,
     )
     check_extra(request.extra)  # an item may not override model, messages or stream
     return request, messages
+
+
+def _routed(d: Defaults, model: str | None, extra: dict[str, Any]) -> tuple[str | None, Any]:
+    """The item's model and fields under the routing flags, as the prompt command routes
+    them: the ``:online`` variant, then ``provider``/``models`` below the explicit fields."""
+    if d.routing is None or d.settings is None:
+        return model, extra
+    from rill.input.routing import merge_under, routed_model, routing_fields
+
+    model = routed_model(d.routing, model)
+    return model, merge_under(extra, routing_fields(d.routing, d.settings, model))
+
+
+def _cache_marked(
+    d: Defaults, messages: list[dict[str, Any]], model: str | None
+) -> list[dict[str, Any]]:
+    """``--cache``: breakpoints after the system prompt and the shared text (history keeps
+    the messages unmarked)."""
+    if d.cache_pieces is None:
+        return messages
+    from rill.input.caching import mark_cache
+
+    fallbacks = d.routing.fallback if d.routing is not None else ()
+    return mark_cache(messages, d.cache_pieces, (model, *fallbacks))
 
 
 # --- stopping, backoff and the shared client -----------------------------------------------------
@@ -802,6 +833,8 @@ class BatchArgs:
     template: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     prompt_prefix: str | None = None
+    routing: RoutingFlags | None = None
+    cache: bool = False
     transport: httpx.BaseTransport | None = None
     stdin: BinaryIO | None = None
     stdout: BinaryIO | None = None
@@ -831,11 +864,12 @@ def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Def
     flags = dict(args.flags)
     template = None
     template_system: str | None = None
+    template_text = ""
     options: dict[str, Any] = {}
     if args.template:
         template = load_template(resolve_paths().templates_dir, args.template)
         # Every placeholder must have a value: checked once, before anything is sent.
-        template_system, _prompt = apply_template(template, args.params, "")
+        template_system, template_text = apply_template(template, args.params, "")
         flags["model"] = flags.get("model") or template.model
         options.update(template.options)
     settings = resolve_settings(flags, warn=warn)
@@ -854,8 +888,22 @@ def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Def
         template=template,
         params=dict(args.params),
         aliases=settings.aliases,
+        routing=_checked_routing(args.routing, settings),
+        settings=settings,
+        cache_pieces=(args.prompt_prefix or "", template_text) if args.cache else None,
     )
     return settings, defaults
+
+
+def _checked_routing(routing: RoutingFlags | None, settings: Settings) -> RoutingFlags:
+    """The routing flags, refused once, before anything is sent, exactly as the prompt
+    command refuses them: a flag for a server that is not OpenRouter is a usage error (exit 2),
+    a bad ``[provider]`` table a configuration error (exit 3)."""
+    from rill.input.routing import RoutingFlags, routed_model, routing_fields
+
+    routing = routing or RoutingFlags()
+    routing_fields(routing, settings, routed_model(routing, settings.model))
+    return routing
 
 
 def _stream_writer(out: BinaryIO) -> Callable[[bytes], None]:

@@ -20,8 +20,10 @@ HELP = (
 )
 EPILOG = (
     "Per-item fields win over the options. The request-field option is --option KEY=VALUE "
-    "here (-o names the output file). Exit status: 0 when every item succeeded, else the exit "
-    "status of the first failed item in input order; 130/143 when interrupted."
+    "here (-o names the output file). The OpenRouter routing options (--provider ... "
+    "--online) apply to every item, to its own model too. Exit status: 0 when every item "
+    "succeeded, else the exit status of the first failed item in input order; 130/143 when "
+    "interrupted."
 )
 
 
@@ -81,9 +83,32 @@ def batch_command(
     timeout: opt.Timeout = None,
     retries: opt.Retries = None,
     no_history: opt.NoHistory = False,
+    provider: opt.Provider = None,
+    only: opt.Only = None,
+    ignore: opt.Ignore = None,
+    sort: opt.Sort = None,
+    no_fallbacks: opt.NoFallbacks = False,
+    zdr: opt.Zdr = False,
+    deny_data_collection: opt.DenyDataCollection = False,
+    fallback: opt.Fallback = None,
+    online: opt.Online = False,
+    cache: opt.Cache = False,
 ) -> None:
     from rill.batch import BatchArgs, run_batch
     from rill.input.prompting import parse_params
+    from rill.input.routing import make_flags
+
+    routing = make_flags(
+        provider=provider,
+        only=only,
+        ignore=ignore,
+        sort=sort,
+        no_fallbacks=no_fallbacks,
+        zdr=zdr,
+        deny_data_collection=deny_data_collection,
+        fallback=fallback,
+        online=online,
+    )
 
     args = BatchArgs(
         input=input_file,
@@ -106,6 +131,8 @@ def batch_command(
         template=template,
         params=parse_params(param or []),
         prompt_prefix=prompt_prefix,
+        routing=routing,
+        cache=cache,
         transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
         stdin=getattr(sys.stdin, "buffer", None),
     )
