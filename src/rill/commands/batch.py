@@ -45,7 +45,7 @@ def batch_command(
             "--output",
             "-o",
             metavar="FILE",
-            help="Append result lines to FILE and skip ids already done there.",
+            help="Write result lines to FILE, one per id (the latest); skip ids answered there.",
         ),
     ] = None,
     ordered: Annotated[
@@ -58,15 +58,14 @@ def batch_command(
     model: opt.Model = None,
     system: opt.System = None,
     template: opt.Template = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param", "-p", metavar="KEY=VALUE", help="Template parameter KEY=VALUE (repeatable)."
-        ),
-    ] = None,
+    param: opt.Param = None,
     prompt_prefix: Annotated[
         str | None,
-        typer.Option("--prompt-prefix", metavar="TEXT", help="Text put before every prompt."),
+        typer.Option(
+            "--prompt-prefix",
+            metavar="TEXT",
+            help="Text put before every prompt, on a line of its own unless it ends in whitespace.",
+        ),
     ] = None,
     temperature: opt.Temperature = None,
     max_tokens: opt.MaxTokens = None,
@@ -140,4 +139,4 @@ def batch_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("batch", help=HELP, epilog=EPILOG)(batch_command)
+    app.command("batch", cls=opt.ParamCommand, help=HELP, epilog=EPILOG)(batch_command)
