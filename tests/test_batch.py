@@ -173,6 +173,7 @@ def test_sigkill_then_rerun_sends_only_the_missing_items(
     assert sent == missing
     assert f"{len(first)} skipped" in done.stderr.decode()
     assert len(completed_ids(out)) == 30
+    assert sorted(r["id"] for r in lines_of(out.read_bytes())) == list(range(1, 31))
 
 
 def test_sigterm_cancels_running_items_keeps_whole_lines_and_resumes(
@@ -222,6 +223,7 @@ def test_sigterm_cancels_running_items_keeps_whole_lines_and_resumes(
     assert done.returncode == 0, done.stderr
     assert len(fake_server.chat_requests) == 6
     assert len(completed_ids(out)) == 8
+    assert sorted(r["id"] for r in lines_of(out.read_bytes())) == list(range(1, 9))
 
 
 def test_ordered_writes_input_order_while_default_is_completion_order(
@@ -380,7 +382,7 @@ def test_item_fields_reach_the_request(batch: Any, fake_server: FakeOpenRouter) 
     assert bodies["m"]["messages"][0] == {"role": "system", "content": "default"}
 
 
-def test_torn_last_line_is_ignored_and_gets_its_newline(
+def test_torn_last_line_is_ignored_then_dropped_and_retried_lines_replaced(
     batch: Any, fake_server: FakeOpenRouter, tmp_path: Path, infile: Any
 ) -> None:
     out = tmp_path / "out.jsonl"
@@ -390,9 +392,12 @@ def test_torn_last_line_is_ignored_and_gets_its_newline(
     done = batch(infile(items(3)), "-o", str(out), "-m", "fake/echo", "--no-history")
     assert done.returncode == 0, done.stderr
     assert sorted(prompts(fake_server)) == ["item 2", "item 3"]
-    text = out.read_bytes().splitlines()
-    assert text[2] == b'{"id": 3, "message": {"ro'  # kept, on a line of its own
-    assert {json.loads(line)["id"] for line in text[3:]} == {2, 3}
+    # Appended after the torn line (which got its newline first, or item 3's line would have
+    # been torn with it), then the file is rewritten: one whole line per id, the latest.
+    results = lines_of(out.read_bytes())
+    assert [r["id"] for r in results] == [1, 2, 3]
+    assert results[0] == done_line
+    assert [r["message"]["content"] for r in results[1:]] == ["item 2", "item 3"]
     assert completed_ids(out) == {"1", "2", "3"}
 
 

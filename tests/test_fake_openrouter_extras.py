@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
+from rill.fake import FakeOpenRouter, Scenario
 from rill.fake.openrouter_extras import (
+    NO_ENDPOINTS,
     PromptCache,
     adapt,
     cached_prefixes,
@@ -105,3 +110,80 @@ def test_adapt_plays_fallbacks_providers_and_the_cache() -> None:
     marked = body("x" * 400, "q")
     assert adapt(Play(), marked, cache) == Play(cache_write_tokens=100)
     assert adapt(Play(), marked, cache) == Play(cached_tokens=100)
+
+
+# --- the server plays them -----------------------------------------------------------------------
+
+
+def stream(server: FakeOpenRouter, request: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """POST a streamed request; (status, the data chunks) — or (status, [error body])."""
+    payload = {"messages": [{"role": "user", "content": "hi"}], **request, "stream": True}
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        response = client.post(f"{server.url}/chat/completions", json=payload, headers=headers)
+    if response.status_code != 200:
+        return response.status_code, [response.json()]
+    chunks = [
+        json.loads(line[len("data: ") :])
+        for line in response.text.splitlines()
+        if line.startswith("data: {")
+    ]
+    return 200, chunks
+
+
+def usage_of(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(c["usage"] for c in chunks if c.get("usage"))
+
+
+def test_the_fallback_serves_and_is_named_in_every_chunk(fake_server: FakeOpenRouter) -> None:
+    request = {"model": "fake/down", "models": ["fake/down", "openai/gpt-4o-mini"]}
+    status, chunks = stream(fake_server, request)
+    assert status == 200
+    assert {c["model"] for c in chunks} == {"openai/gpt-4o-mini"}
+    generation = fake_server.generations[chunks[0]["id"]]
+    assert generation.model == "openai/gpt-4o-mini"  # billed to the model that served
+    status, (body,) = stream(fake_server, {"model": "fake/down-a", "models": ["fake/down-b"]})
+    assert status == 503 and body["error"]["message"] == NO_ENDPOINTS
+
+
+def test_a_canned_fallback_plays_its_scenario(fake_server: FakeOpenRouter) -> None:
+    request = {"model": "fake/down", "models": ["fake/echo"]}
+    payload = {**request, "messages": [{"role": "user", "content": "say this"}]}
+    _status, chunks = stream(fake_server, payload)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "say this"
+
+
+def test_provider_preferences_name_the_provider(fake_server: FakeOpenRouter) -> None:
+    prefs = {"order": ["azure", "openai"], "ignore": ["azure"]}
+    _status, chunks = stream(fake_server, {"model": "openai/gpt-4o", "provider": prefs})
+    assert {c["provider"] for c in chunks} == {"openai"}
+    _status, chunks = stream(fake_server, {"model": "openai/gpt-4o"})
+    assert {c["provider"] for c in chunks} == {"OpenAI"}
+
+
+def test_the_cache_writes_then_reads_and_reset_forgets_it(fake_server: FakeOpenRouter) -> None:
+    request = body("x" * 4000, "first")
+    assert usage_of(stream(fake_server, request)[1])["prompt_tokens_details"] == {
+        "cached_tokens": 0,
+        "cache_write_tokens": 1000,
+    }
+    again = body("x" * 4000, "second")
+    assert usage_of(stream(fake_server, again)[1])["prompt_tokens_details"] == {
+        "cached_tokens": 1000
+    }
+    assert len(fake_server.prompt_cache.marked) == 2
+    fake_server.reset()
+    assert fake_server.prompt_cache.marked == []
+    details = usage_of(stream(fake_server, again)[1])["prompt_tokens_details"]
+    assert details["cache_write_tokens"] == 1000 and details["cached_tokens"] == 0
+
+
+def test_errors_and_other_personas_are_played_as_scripted(fake_server: FakeOpenRouter) -> None:
+    fake_server.enqueue(Scenario.error(429, retry_after=0))
+    status, _body = stream(fake_server, body("x" * 400, "q"))
+    assert status == 429
+    assert fake_server.prompt_cache.marked == []  # nothing served, nothing cached
+    fake_server.persona = "openai"
+    _status, chunks = stream(fake_server, {"model": "fake/down", "models": ["a/one"]})
+    assert {c["model"] for c in chunks} == {"fake/down"}

@@ -110,26 +110,61 @@ def test_the_fake_receives_every_routing_field(fake_server: Any) -> None:
 
 
 def test_the_served_fallback_is_recorded_everywhere(fake_server: Any) -> None:
-    fake_server.enqueue(Scenario(content=["from the fallback"], served_model="openai/gpt-4o-mini"))
+    # The fake's fake/down… models are unavailable: OpenRouter's fallback serves instead.
     env = openrouter_env(fake_server)
     done = run(
-        ["-m", "anthropic/claude-sonnet-4", "--fallback", "openai/gpt-4o-mini", "-f", "json"]
+        ["-m", "fake/down-sonnet", "--fallback", "openai/gpt-4o-mini", "-f", "json"]
         + ["--stats", "hi"],
         env=env,
     )
     assert done.returncode == 0, done.stderr
     assert fake_server.chat_requests[0].body["models"] == [
-        "anthropic/claude-sonnet-4",
+        "fake/down-sonnet",
         "openai/gpt-4o-mini",
     ]
     assert json.loads(done.stdout)["model"] == "openai/gpt-4o-mini"  # the done event
     assert "openai/gpt-4o-mini" in done.stderr.decode()  # --stats
     chat = json.loads(run(["history", "show", "last", "--json"], env=env).stdout)
     exchange = chat["exchanges"][-1]
-    assert exchange["requested_model"] == "anthropic/claude-sonnet-4"
+    assert exchange["requested_model"] == "fake/down-sonnet"
     assert exchange["served_model"] == "openai/gpt-4o-mini"
     usage = json.loads(run(["usage", "--json"], env=env).stdout)
     assert [row["key"] for row in usage["rows"]] == ["openai/gpt-4o-mini"]
+
+
+def test_without_a_fallback_a_down_model_fails(fake_server: Any) -> None:
+    done = run(["-m", "fake/down", "--retries", "0", "hi"], env=openrouter_env(fake_server))
+    assert done.returncode == 7
+    assert "No endpoints found" in done.stderr.decode()
+
+
+def test_the_provider_chosen_by_the_flags_serves(fake_server: Any) -> None:
+    args = ["-m", "openai/gpt-4o", "--provider", "azure", "--provider", "openai"]
+    done = run([*args, "--ignore", "azure", "-f", "json", "hi"], env=openrouter_env(fake_server))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["provider"] == "openai"
+
+
+def test_a_repeated_cached_prefix_reports_cached_tokens(fake_server: Any) -> None:
+    env = openrouter_env(fake_server)
+    document = ("A long shared document. " * 200).encode()
+    args = ["-m", "anthropic/claude-sonnet-4", "-s", "be terse", "--cache", "-f", "json"]
+    first = run([*args, "summarise"], input=document, env=env)
+    assert first.returncode == 0, first.stderr
+    written = json.loads(first.stdout)["usage"]
+    assert written["cache_write_tokens"] > 1000 and written["cached_tokens"] == 0
+    # The same system prompt (the first breakpoint) with another question: read back.
+    second = run([*args, "list the points"], input=b"other text", env=env)
+    assert second.returncode == 0, second.stderr
+    read = json.loads(second.stdout)["usage"]
+    assert read["cached_tokens"] == 2  # "be terse": 8 characters, 4 per token
+    # The very same request again: the whole marked prefix is read, nothing is written.
+    third = run([*args, "summarise"], input=document, env=env)
+    again = json.loads(third.stdout)["usage"]
+    assert again["cached_tokens"] == written["cache_write_tokens"]
+    assert "cache_write_tokens" not in again
+    usage = json.loads(run(["usage", "--json"], env=env).stdout)
+    assert usage["total"]["cached_tokens"] == 2 + again["cached_tokens"]
 
 
 def test_cache_marks_the_request_only_when_asked(fake_server: Any) -> None:

@@ -14,7 +14,9 @@ whole batch slows down instead of each worker running into the limit on its own.
 
 Lines are written whole, one write each, under a lock: in completion order, or in input order with
 ``ordered`` (early results wait in a buffer). With an output file, ids whose ``done`` line is
-already in it are skipped, which makes a killed batch resumable and lets shards be merged by id.
+already in it are skipped, which makes a killed batch resumable and lets shards be merged by id;
+lines are appended as items finish, and at the end the file is rewritten (atomically) with one
+line per id, the latest outcome of each, so a re-run replaces the lines of the items it retried.
 Stopping (SIGINT, SIGTERM, SIGHUP, a closed stdout) raises one flag: no new item starts, and every
 running stream is cancelled, which shuts its socket down and wakes its worker at once; the stream
 records the partial answer with finish reason ``cancelled``. A cancelled item writes no line: the
@@ -23,13 +25,16 @@ next run picks it up. No typer or rich here.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
@@ -48,6 +53,7 @@ from rill.stream.protocol import Request
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
+    from rill.input.routing import RoutingFlags
 
 ItemId = str | int
 #: Failure messages shown on stderr before the rest are left to the output lines.
@@ -214,6 +220,11 @@ class Defaults:
     template: Any = None  # rill.input.prompting.Template
     params: dict[str, str] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
+    routing: RoutingFlags | None = None
+    settings: Settings | None = None
+    """With ``routing``: where the ``provider`` table and the OpenRouter check come from."""
+    cache_pieces: tuple[str, ...] | None = None
+    """``--cache``: the text every prompt shares (prefix, template text); None: no caching."""
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -239,22 +250,55 @@ def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]
         if system and (item.system is not None or not has_system):
             messages.insert(0, {"role": "system", "content": system})
     else:
-        text = d.prefix + (item.prompt or "")
+        text = with_prefix(d.prefix, item.prompt or "")
         if d.template is not None:
             _template_system, text = apply_template(d.template, d.params, text)
         messages, _turn = build_messages(text, system)
     model = d.aliases.get(item.model, item.model) if item.model else d.model
+    model, extra = _routed(d, model, _merge(d.options, item.options))
     request = Request(
-        messages=messages,
+        messages=_cache_marked(d, messages, model),
         model=model,
         stream=True,
         max_tokens=d.max_tokens,
         temperature=d.temperature,
         reasoning_effort=d.reasoning_effort,
-        extra=_merge(d.options, item.options),
+        extra=extra,
     )
     check_extra(request.extra)  # an item may not override model, messages or stream
     return request, messages
+
+
+def with_prefix(prefix: str, text: str) -> str:
+    """``--prompt-prefix``: the prefix, a newline, then the item's text; a prefix that already
+    ends with whitespace (``"Translate: "``, ``"Context\\n\\n"``) is followed by the text as is."""
+    if not prefix or prefix[-1].isspace():
+        return prefix + text
+    return f"{prefix}\n{text}"
+
+
+def _routed(d: Defaults, model: str | None, extra: dict[str, Any]) -> tuple[str | None, Any]:
+    """The item's model and fields under the routing flags, as the prompt command routes
+    them: the ``:online`` variant, then ``provider``/``models`` below the explicit fields."""
+    if d.routing is None or d.settings is None:
+        return model, extra
+    from rill.input.routing import merge_under, routed_model, routing_fields
+
+    model = routed_model(d.routing, model)
+    return model, merge_under(extra, routing_fields(d.routing, d.settings, model))
+
+
+def _cache_marked(
+    d: Defaults, messages: list[dict[str, Any]], model: str | None
+) -> list[dict[str, Any]]:
+    """``--cache``: breakpoints after the system prompt and the shared text (history keeps
+    the messages unmarked)."""
+    if d.cache_pieces is None:
+        return messages
+    from rill.input.caching import mark_cache
+
+    fallbacks = d.routing.fallback if d.routing is not None else ()
+    return mark_cache(messages, d.cache_pieces, (model, *fallbacks))
 
 
 # --- stopping, backoff and the shared client -----------------------------------------------------
@@ -420,13 +464,12 @@ class Output:
 
 
 def open_output(path: Path) -> int:
-    """An append-only descriptor on ``path``; a torn last line gets its newline first."""
+    """An append-only descriptor on ``path`` that holds a shared lock on it until closed, so no
+    other run rewrites the file meanwhile (``compact_output``); a torn last line gets its
+    newline first."""
     from rill.files import write_all
 
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise UsageError(f"cannot open {path}: {exc.strerror or exc}") from None
+    fd = _open_locked(path)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -435,6 +478,93 @@ def open_output(path: Path) -> int:
         os.close(fd)
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return fd
+
+
+def _open_locked(path: Path) -> int:
+    """``path`` opened to append, with a shared lock; opened again when another run replaced
+    the file while this one waited for the lock. Without locks (some network file systems)
+    the file is appended to all the same, and never rewritten."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot open {path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass  # replaced, then removed: create it again
+        except OSError:
+            return fd
+        os.close(fd)
+
+
+def compacted(data: bytes) -> bytes | None:
+    """An output file with one line per item, or None when it already has that.
+
+    Each id keeps the place of its first line and the content of its latest one, so a re-run
+    that answered a failed item replaces that failure; an id once answered keeps its answer
+    (it is skipped as done). Lines of input lines that were not items (no id) are kept once
+    each; blank lines, lines torn by a hard kill and lines that are no batch line are dropped.
+    """
+    kept: dict[str | bytes, bytes] = {}
+    answered: set[str] = set()
+    for raw in data.split(b"\n"):
+        try:
+            obj = json.loads(raw)
+        except ValueError:  # blank, torn or not UTF-8
+            continue
+        if not isinstance(obj, dict) or "id" not in obj:
+            continue
+        if not _valid_id(obj["id"]):
+            kept.setdefault(raw, raw)
+            continue
+        key, done = id_key(obj["id"]), is_done_line(obj)
+        if done or key not in answered:
+            kept[key] = raw
+        if done:
+            answered.add(key)
+    new = b"".join(line + b"\n" for line in kept.values())
+    return None if new == data else new
+
+
+def compact_output(fd: int, path: Path) -> bool:
+    """Rewrite ``path`` (whose descriptor ``fd`` this run appended to) with one line per item,
+    atomically, when it has more (``compacted``). False, and nothing done, while another run
+    still holds the file open (its own end compacts it) or when locks are not available."""
+    from rill.files import fsync_path, write_temporary
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = os.fstat(fd)
+        if not (stat.S_ISREG(held.st_mode) and os.path.samestat(held, os.stat(path))):
+            return False
+    except OSError:
+        return False
+    new = compacted(path.read_bytes())
+    if new is None:
+        return True
+    target = Path(os.path.realpath(path))  # a symlinked output file stays a symlink
+    tmp = write_temporary(target, new)
+    try:
+        os.chmod(tmp, stat.S_IMODE(held.st_mode))
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_path(target.parent)
+    return True
+
+
+def check_output(path: Path, source: str | None) -> None:
+    """The output file may not be the input file: rewriting it would lose the items."""
+    if source is None or source == "-":
+        return
+    with suppress(OSError):
+        if os.path.samefile(source, path):
+            raise UsageError(f"-o {path} is the input file: write the results to another file")
 
 
 # --- progress and summary ------------------------------------------------------------------------
@@ -718,6 +848,8 @@ class BatchArgs:
     template: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     prompt_prefix: str | None = None
+    routing: RoutingFlags | None = None
+    cache: bool = False
     transport: httpx.BaseTransport | None = None
     stdin: BinaryIO | None = None
     stdout: BinaryIO | None = None
@@ -747,11 +879,12 @@ def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Def
     flags = dict(args.flags)
     template = None
     template_system: str | None = None
+    template_text = ""
     options: dict[str, Any] = {}
     if args.template:
         template = load_template(resolve_paths().templates_dir, args.template)
         # Every placeholder must have a value: checked once, before anything is sent.
-        template_system, _prompt = apply_template(template, args.params, "")
+        template_system, template_text = apply_template(template, args.params, "")
         flags["model"] = flags.get("model") or template.model
         options.update(template.options)
     settings = resolve_settings(flags, warn=warn)
@@ -770,8 +903,22 @@ def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Def
         template=template,
         params=dict(args.params),
         aliases=settings.aliases,
+        routing=_checked_routing(args.routing, settings),
+        settings=settings,
+        cache_pieces=(args.prompt_prefix or "", template_text) if args.cache else None,
     )
     return settings, defaults
+
+
+def _checked_routing(routing: RoutingFlags | None, settings: Settings) -> RoutingFlags:
+    """The routing flags, refused once, before anything is sent, exactly as the prompt
+    command refuses them: a flag for a server that is not OpenRouter is a usage error (exit 2),
+    a bad ``[provider]`` table a configuration error (exit 3)."""
+    from rill.input.routing import RoutingFlags, routed_model, routing_fields
+
+    routing = routing or RoutingFlags()
+    routing_fields(routing, settings, routed_model(routing, settings.model))
+    return routing
 
 
 def _stream_writer(out: BinaryIO) -> Callable[[bytes], None]:
@@ -788,10 +935,19 @@ def _fd_writer(fd: int) -> Callable[[bytes], None]:
     return lambda line: write_all(fd, line)
 
 
+def _tidy(fd: int, path: Path, reporter: Reporter) -> None:
+    try:
+        compact_output(fd, path)
+    except OSError as exc:
+        reporter.say(f"cannot rewrite {path} ({exc.strerror or exc}): an id may have two lines")
+
+
 def run_batch(args: BatchArgs) -> int:
     """Run a whole batch; the exit code (0, the first failed item's, or 130/141/143)."""
     err = args.stderr if args.stderr is not None else sys.stderr
     stdin = args.stdin if args.stdin is not None else getattr(sys.stdin, "buffer", None)
+    if args.output:
+        check_output(Path(args.output), args.input)
     data = read_input(args.input, stdin)
     items = parse_lines(data) if args.lines else parse_jsonl(data)
     check_unique(items)
@@ -840,6 +996,8 @@ def run_batch(args: BatchArgs) -> int:
     )
     try:
         code = batch.run(todo)
+        if fd is not None and path is not None:
+            _tidy(fd, path, reporter)
     finally:
         http.close()
         if fd is not None:

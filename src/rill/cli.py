@@ -30,12 +30,12 @@ class RillGroup(TyperGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] == "ask":
-            return super().parse_args(ctx, ["ask", *_pair_params(args[1:])])
+            return super().parse_args(ctx, ["ask", *opt.pair_params(args[1:])])
         if args and (args[0] in self.commands or args[0] in GROUP_OPTIONS):
             return super().parse_args(ctx, args)
         if not args and ctx.resilient_parsing:  # completing the first word: offer commands
             return super().parse_args(ctx, args)
-        routed = _pair_params(args)
+        routed = opt.pair_params(args)
         # "ask" is left out: `rill -m X ask me` sends "ask me", a prompt more often than not.
         commands = _subcommand_names() - {"ask"}
         if not ctx.resilient_parsing and not commands.isdisjoint(routed):
@@ -103,32 +103,6 @@ class RillGroup(TyperGroup):
             status = getattr(exc, "status", None)
             err(exc.message + (f" (HTTP {status})" if status and status != 200 else ""))
             raise typer.Exit(int(exc.exit_code)) from None
-
-
-def _pair_params(args: list[str]) -> list[str]:
-    """``-p KEY VALUE`` → ``--param KEY=VALUE`` (a two-value option that may repeat).
-
-    ``-p KEY=VALUE`` is accepted as it is. Nothing after ``--`` is touched.
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            out.extend(args[i:])
-            break
-        if arg in ("-p", "--param") and i + 1 < len(args):
-            key = args[i + 1]
-            if "=" in key or i + 2 >= len(args):
-                out += ["--param", key]
-                i += 2
-            else:
-                out += ["--param", f"{key}={args[i + 2]}"]
-                i += 3
-            continue
-        out.append(arg)
-        i += 1
-    return out
 
 
 class AskCommand(opt.Command):
@@ -254,15 +228,7 @@ def ask(
         bool, typer.Option("--no-stream", help="Ask for the whole answer at once.")
     ] = False,
     template: opt.Template = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            metavar="KEY VALUE",
-            help="Fill a placeholder of the template (-t): -p KEY VALUE (or KEY=VALUE).",
-        ),
-    ] = None,
+    param: opt.Param = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
     ] = False,

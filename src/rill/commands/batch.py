@@ -20,8 +20,10 @@ HELP = (
 )
 EPILOG = (
     "Per-item fields win over the options. The request-field option is --option KEY=VALUE "
-    "here (-o names the output file). Exit status: 0 when every item succeeded, else the exit "
-    "status of the first failed item in input order; 130/143 when interrupted."
+    "here (-o names the output file). The OpenRouter routing options (--provider ... "
+    "--online) apply to every item, to its own model too. Exit status: 0 when every item "
+    "succeeded, else the exit status of the first failed item in input order; 130/143 when "
+    "interrupted."
 )
 
 
@@ -43,7 +45,7 @@ def batch_command(
             "--output",
             "-o",
             metavar="FILE",
-            help="Append result lines to FILE and skip ids already done there.",
+            help="Write result lines to FILE, one per id (the latest); skip ids answered there.",
         ),
     ] = None,
     ordered: Annotated[
@@ -56,15 +58,14 @@ def batch_command(
     model: opt.Model = None,
     system: opt.System = None,
     template: opt.Template = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param", "-p", metavar="KEY=VALUE", help="Template parameter KEY=VALUE (repeatable)."
-        ),
-    ] = None,
+    param: opt.Param = None,
     prompt_prefix: Annotated[
         str | None,
-        typer.Option("--prompt-prefix", metavar="TEXT", help="Text put before every prompt."),
+        typer.Option(
+            "--prompt-prefix",
+            metavar="TEXT",
+            help="Text put before every prompt, on a line of its own unless it ends in whitespace.",
+        ),
     ] = None,
     temperature: opt.Temperature = None,
     max_tokens: opt.MaxTokens = None,
@@ -83,9 +84,32 @@ def batch_command(
     total_timeout: opt.TotalTimeout = None,
     retries: opt.Retries = None,
     no_history: opt.NoHistory = False,
+    provider: opt.Provider = None,
+    only: opt.Only = None,
+    ignore: opt.Ignore = None,
+    sort: opt.Sort = None,
+    no_fallbacks: opt.NoFallbacks = False,
+    zdr: opt.Zdr = False,
+    deny_data_collection: opt.DenyDataCollection = False,
+    fallback: opt.Fallback = None,
+    online: opt.Online = False,
+    cache: opt.Cache = False,
 ) -> None:
     from rill.batch import BatchArgs, run_batch
     from rill.input.prompting import parse_params
+    from rill.input.routing import make_flags
+
+    routing = make_flags(
+        provider=provider,
+        only=only,
+        ignore=ignore,
+        sort=sort,
+        no_fallbacks=no_fallbacks,
+        zdr=zdr,
+        deny_data_collection=deny_data_collection,
+        fallback=fallback,
+        online=online,
+    )
 
     args = BatchArgs(
         input=input_file,
@@ -110,6 +134,8 @@ def batch_command(
         template=template,
         params=parse_params(param or []),
         prompt_prefix=prompt_prefix,
+        routing=routing,
+        cache=cache,
         transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
         stdin=getattr(sys.stdin, "buffer", None),
     )
@@ -117,4 +143,4 @@ def batch_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("batch", help=HELP, epilog=EPILOG)(batch_command)
+    app.command("batch", cls=opt.ParamCommand, help=HELP, epilog=EPILOG)(batch_command)

@@ -27,6 +27,39 @@ class Command(TyperCommand):
         return pieces
 
 
+class ParamCommand(Command):
+    """A command whose ``-p KEY VALUE`` (two words) means ``--param KEY=VALUE``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return list(super().parse_args(ctx, pair_params(args)))
+
+
+def pair_params(args: list[str]) -> list[str]:
+    """``-p KEY VALUE`` → ``--param KEY=VALUE`` (a two-value option that may repeat).
+
+    ``-p KEY=VALUE`` is accepted as it is. Nothing after ``--`` is touched.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if arg in ("-p", "--param") and i + 1 < len(args):
+            key = args[i + 1]
+            if "=" in key or i + 2 >= len(args):
+                out += ["--param", key]
+                i += 2
+            else:
+                out += ["--param", f"{key}={args[i + 2]}"]
+                i += 3
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 class ReasoningEffort(StrEnum):
     low = "low"
     medium = "medium"
@@ -64,6 +97,15 @@ Template = Annotated[
         metavar="NAME",
         help="Use templates/NAME.toml.",
         autocompletion=complete_template,
+    ),
+]
+Param = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        metavar="KEY VALUE",
+        help="Fill a placeholder of the template (-t): -p KEY VALUE (or KEY=VALUE).",
     ),
 ]
 Temperature = Annotated[

@@ -22,7 +22,10 @@ Which answer a chat request gets: the next queued scenario (``enqueue``, first i
 ``Scenario.repeat`` serves one entry several times); with an empty queue, a request whose
 ``model`` is ``fake/NAME`` for a canned scenario NAME (``CATALOGUE``, ``--list-scenarios``) gets
 that scenario; anything else gets ``server.default_scenario`` (the demo answer, or the
-``--scenario`` given, served under the requested model name).
+``--scenario`` given, served under the requested model name). The "openrouter" persona then
+honours the request's ``models`` (a ``fake/down…`` model is unavailable, the next one serves and
+is named in the chunks), ``provider`` preferences and ``cache_control`` breakpoints (a repeated
+prefix reports ``cached_tokens``, its first use ``cache_write_tokens``).
 
 Personas reproduce the dialects of other OpenAI-compatible servers: "openrouter" (default),
 "openai", "llamacpp-legacy", "vllm-old" and "ollama" (see ``Scenario.persona``).

@@ -156,7 +156,10 @@ def build_usage(
             usage["cost"] = round(prompt * price[0] + completion * price[1], 10)
         usage["is_byok"] = False
         nulls = s.usage_null_details
-        usage["prompt_tokens_details"] = None if nulls else {"cached_tokens": s.cached_tokens}
+        details: dict[str, Any] = {"cached_tokens": s.cached_tokens}
+        if s.cache_write_tokens:
+            details["cache_write_tokens"] = s.cache_write_tokens
+        usage["prompt_tokens_details"] = None if nulls else details
         usage["cost_details"] = None if nulls else {"upstream_inference_cost": None}
         usage["completion_tokens_details"] = None if nulls else {"reasoning_tokens": reasoning}
     elif persona == "openai":

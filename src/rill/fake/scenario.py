@@ -64,6 +64,7 @@ class Scenario:
     usage_null_details: bool = False
     prompt_tokens: int | None = None  # default: estimated from the request messages
     cached_tokens: int = 0
+    cache_write_tokens: int = 0  # reported (openrouter persona) only when not 0
     # --- keep-alive comments ---
     keepalives_before: int | None = None  # before the first data event; None: persona (1 / 0)
     keepalive_text: str | None = None  # ": OPENROUTER PROCESSING", ": " or ":"; None: persona's

@@ -17,6 +17,7 @@ from rill.fake.canned import canned_scenario
 from rill.fake.common import DEFAULT_API_KEY, DEFAULT_MODEL, DEMO_CONTENT, Persona
 from rill.fake.error_bodies import build_error
 from rill.fake.models import default_models
+from rill.fake.openrouter_extras import PromptCache, adapt, served_model
 from rill.fake.pieces import Ctx, model_price, new_id
 from rill.fake.records import Generation, Headers, Recorded
 from rill.fake.scenario import Scenario
@@ -34,8 +35,10 @@ class FakeOpenRouter:
     generic for every persona but "openrouter").
 
     Records: ``requests`` (every request, ``Recorded``), ``disconnects`` (``(generation id,
-    time.monotonic())`` per client disconnect seen while answering) and ``generations``
-    (id -> ``Generation``).
+    time.monotonic())`` per client disconnect seen while answering), ``generations``
+    (id -> ``Generation``) and ``prompt_cache`` (the ``cache_control`` prefixes seen).
+    The "openrouter" persona plays fallbacks, provider preferences and prompt caching on every
+    answer that is not an error (``rill.fake.openrouter_extras``).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class FakeOpenRouter:
         self._conns: set[socket.socket] = set()
         self._epoch = 0
         self._active = 0  # chat responses being written (live count, survives reset)
+        self.prompt_cache = PromptCache()
         self.reset()
 
     # lifecycle
@@ -130,6 +134,7 @@ class FakeOpenRouter:
             self._queue: deque[list[Any]] = deque()
             self._disconnects_seen = 0
             self._generation_polls: dict[str, int] = {}
+            self.prompt_cache.clear()
             self._cond.notify_all()
 
     def enqueue(self, *scenarios: Scenario) -> None:
@@ -273,7 +278,9 @@ class FakeOpenRouter:
             if entry is not None:
                 scenario = entry[0]
             else:
-                scenario = canned_scenario(str(body.get("model") or ""), body)
+                # A canned model that serves as a fallback plays its scenario too.
+                model = served_model(body) or body.get("model")
+                scenario = canned_scenario(str(model or ""), body)
                 if scenario is None:
                     default = self.default_scenario
                     if isinstance(default, str):
@@ -299,6 +306,9 @@ class FakeOpenRouter:
         if scenario is None:
             self.send_auth_error(h, failure or "no-auth", persona)
             return
+        if persona == "openrouter" and scenario.status == 200 and scenario.error_body is None:
+            # Routing, fallbacks and the prompt cache, as OpenRouter plays them.
+            scenario = adapt(scenario, body, self.prompt_cache)
         ctx = _context(scenario, persona, rec, body, epoch)
         with self._cond:
             self._active += 1
