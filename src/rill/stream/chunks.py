@@ -20,6 +20,7 @@ from typing import Any
 
 from rill.errors import StreamError
 from rill.events import Delta
+from rill.stream.protocol import redact
 from rill.stream.sse import ServerSentEvent
 from rill.stream.transcript import Transcript
 
@@ -28,8 +29,12 @@ SNIPPET = 80
 
 
 class ChunkDecoder:
-    def __init__(self, transcript: Transcript) -> None:
+    """``secret`` (the API key) is taken out of every event that is parsed, before an error
+    message quotes or cuts it; content read on the fast path is the answer, passed as it is."""
+
+    def __init__(self, transcript: Transcript, secret: str | None = None) -> None:
         self.transcript = transcript
+        self.secret = secret if secret and len(secret) >= 8 else None
         self.done = False  # saw ``data: [DONE]``
 
     def decode(self, events: list[ServerSentEvent], out: list[Delta]) -> None:
@@ -44,6 +49,8 @@ class ChunkDecoder:
             if data == "[DONE]":
                 self.done = transcript.done = True
                 return
+            if self.secret is not None and self.secret in data:
+                data = redact(data, self.secret)
             if event.event == "error":
                 _raise_legacy_error(data, transcript)
             if data.startswith(":"):
@@ -70,8 +77,11 @@ def decode_completion(body: bytes, transcript: Transcript) -> list[Delta]:
 def _loads(data: str | bytes, what: str) -> Any:
     try:
         return json.loads(data)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise StreamError(f"{what}: {data[:SNIPPET]!r}", status=200, code="bad_json") from None
+    except RecursionError:
+        what = what.replace("malformed JSON", "JSON nested too deep to read")
+        raise StreamError(what, status=200, code="too_deep") from None
 
 
 def _bad_shape(what: str, data: str | bytes) -> StreamError:

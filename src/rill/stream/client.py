@@ -35,7 +35,7 @@ from rill.errors import (
 )
 from rill.stream.chunked import ChunkedDecoder, ChunkedError
 from rill.stream.control import Control, Limits
-from rill.stream.protocol import Request, build_headers, build_payload, parse_error_body
+from rill.stream.protocol import Request, build_headers, build_payload, parse_error_body, redact
 
 RETRY_STATUSES = frozenset({408, 429, 502, 503})
 BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
@@ -244,7 +244,9 @@ class ChatClient:
             pass
         finally:
             response.close()
-        text = body.decode("utf-8", errors="replace")
+        # The key goes before anything is parsed or cut: a server that echoes it anywhere in the
+        # body (message, code, metadata, broken JSON) cannot leave a prefix of it behind.
+        text = redact(body.decode("utf-8", errors="replace"), self.settings.api_key)
         code, message, decoded = parse_error_body(response.status_code, text)
         return error_for_status(
             response.status_code,

@@ -174,7 +174,11 @@ class ChatStream:
             error = self.control.reason if self.control.cancelled else error
         if error is not None:
             # Upstream text can quote the Authorization header: the key never goes further.
-            error.message = redact(error.message, self.client.settings.api_key)
+            key = self.client.settings.api_key
+            error.message = redact(error.message, key)
+            code = getattr(error, "code", None)
+            if isinstance(code, str):
+                error.code = redact(code, key)  # type: ignore[attr-defined]
         outcome = self._conclude(error, chat_id, timings, t0, first)
         self._finishing = True
         sink.finish(outcome.record)
@@ -212,7 +216,7 @@ class ChatStream:
         self, body: Iterator[bytes], sink: ExchangeSink, first: list[float]
     ) -> Iterator[Step]:
         sse = SSEDecoder()
-        chunks = ChunkDecoder(self.transcript)
+        chunks = ChunkDecoder(self.transcript, self.client.settings.api_key)
         control = self.control
         for raw in body:
             deltas: list[Delta] = []

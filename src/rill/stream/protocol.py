@@ -161,6 +161,8 @@ def parse_error_body(status: int, text: str) -> tuple[int | str | None, str, Any
         body: Any = json.loads(text)
     except ValueError:
         body = None
+    except RecursionError:  # nested too deep to parse: the status says what there is to say
+        return status, "the server sent an error body nested too deep to read", None
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict):

@@ -10,8 +10,11 @@ events those bytes complete.
 - One UTF-8 byte order mark at the very start of the stream is dropped.
 - UTF-8 is decoded only in complete lines, never per chunk, so a character split between chunks
   survives; invalid bytes become U+FFFD instead of raising.
-- There is no line or event size limit, and the cost stays linear in the input: a chunk without a
-  line end is only stored, and is scanned again once, when its line completes.
+- A single line, or the data of a single event, may not grow past ``max_size`` (64 MiB by
+  default: far above the 4 MiB lines real streams carry): a server that never ends a line would
+  otherwise take all the memory there is. Past it, ``feed`` raises ``StreamError`` (an upstream
+  error, exit 7); the events decoded before stay valid. The cost stays linear in the input: a
+  chunk without a line end is only stored, and is scanned again once, when its line completes.
 - The common case (LF line ends, each event a single ``data:`` line, as OpenRouter and OpenAI
   send) is decoded block by block with one ``bytes.split``; anything else takes the line-by-line
   path that follows the spec step by step. Both give the same events.
@@ -34,7 +37,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from typing import NamedTuple
 
-__all__ = ["SSEDecoder", "ServerSentEvent", "iter_events"]
+from rill.errors import StreamError
+
+__all__ = ["MAX_SIZE", "SSEDecoder", "ServerSentEvent", "iter_events"]
+
+#: The longest line, and the most data one event may carry, in bytes.
+MAX_SIZE = 64 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
 _LF = 0x0A
@@ -73,23 +81,29 @@ class SSEDecoder:
     ``retry`` and ``comments`` carry over.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int = MAX_SIZE) -> None:
+        self.max_size = max_size
         self.comments = 0
         self.last_event_id: str | None = None
         self.retry: int | None = None
         # The unfinished last line, in pieces. Invariant: no piece holds a CR or an LF, so only
         # new chunks ever need searching for line ends.
         self._parts: list[bytes] = []
+        self._held = 0  # bytes in _parts
+        self._failed: StreamError | None = None  # a line grew too long
         self._at_start = True  # a BOM may still come
         self._skip_lf = False  # the last line ended in CR: an LF next is part of that line end
         # The spec's data buffer (one entry per data line), event type buffer, and this block's
         # retry value.
         self._data: list[str] = []
+        self._data_size = 0  # characters in _data
         self._event = ""
         self._event_retry: int | None = None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Take the next bytes of the stream; return the events they complete."""
+        if self._failed is not None:
+            raise self._failed
         if self._at_start:
             chunk = self._strip_bom(chunk)
         if self._skip_lf and chunk:
@@ -110,20 +124,32 @@ class SSEDecoder:
                 chunk = self._join(chunk)
         else:
             if chunk:
-                self._parts.append(chunk)
+                self._hold(chunk)
             return []
         if chunk[-1] != _LF:
             end = chunk.rfind(_LF) + 1
-            self._parts.append(chunk[end:])
-            chunk = chunk[:end]
+            events = self._decode(chunk[:end])
+            self._hold(chunk[end:])
+            return events
         return self._decode(chunk)
+
+    def _hold(self, piece: bytes) -> None:
+        """Keep ``piece`` of the unfinished line. A line past ``max_size`` is an error, raised by
+        the next ``feed`` or ``flush``, so that the events this call completed are returned."""
+        self._parts.append(piece)
+        self._held += len(piece)
+        if self._held > self.max_size:
+            self._parts, self._held = [], 0
+            self._failed = _too_large("line", self.max_size)
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: finish the last line and dispatch a pending event (see module notes)."""
+        if self._failed is not None:
+            raise self._failed
         events: list[ServerSentEvent] = []
         if self._parts:
             line = b"".join(self._parts)
-            self._parts = []
+            self._parts, self._held = [], 0
             self._line(line.decode("utf-8", "replace"), events)
         self._dispatch(events)
         self._at_start = True
@@ -134,7 +160,7 @@ class SSEDecoder:
         """The unfinished line's pieces and ``chunk``, as one bytes object (one copy)."""
         self._parts.append(chunk)
         joined = b"".join(self._parts)
-        self._parts = []
+        self._parts, self._held = [], 0
         return joined
 
     def _strip_bom(self, chunk: bytes) -> bytes:
@@ -198,7 +224,7 @@ class SSEDecoder:
         if value[:1] == " ":
             value = value[1:]
         if name == "data":
-            self._data.append(value)
+            self._add_data(value)
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -213,8 +239,15 @@ class SSEDecoder:
         elif name == "error":
             # Legacy llama.cpp error field, not in the spec: see the module docstring.
             self._event = "error"
-            self._data.append(value)
+            self._add_data(value)
         # Any other field is ignored, as the spec says.
+
+    def _add_data(self, value: str) -> None:
+        self._data.append(value)
+        self._data_size += len(value) + 1
+        if self._data_size > self.max_size:
+            self._data, self._data_size = [], 0
+            raise _too_large("event", self.max_size)
 
     def _dispatch(self, events: list[ServerSentEvent]) -> None:
         # An empty data buffer means no data line at all ("data:" alone adds an empty line and
@@ -227,9 +260,16 @@ class SSEDecoder:
                     self._event or "message", data, self.last_event_id, self._event_retry
                 )
             )
-            self._data = []
+            self._data, self._data_size = [], 0
         self._event = ""
         self._event_retry = None
+
+
+def _too_large(what: str, limit: int) -> StreamError:
+    size = f"{limit // 1048576} MiB" if limit >= 1048576 else f"{limit} bytes"
+    return StreamError(
+        f"the stream sent a single {what} larger than {size}", status=200, code="too_large"
+    )
 
 
 def iter_events(chunks: Iterable[bytes]) -> Iterator[ServerSentEvent]:

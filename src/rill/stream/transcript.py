@@ -11,6 +11,7 @@ indexes, missing or duplicated ids, and distinct calls sharing one index.
 from __future__ import annotations
 
 import json
+import math
 import re
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
@@ -428,8 +429,8 @@ def normalize_usage(raw: dict[str, Any] | None) -> dict[str, Any] | None:
         "total_tokens": total,
     }
     cost = raw.get("cost")
-    if isinstance(cost, int | float) and not isinstance(cost, bool):
-        usage["cost"] = cost
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and math.isfinite(cost):
+        usage["cost"] = cost  # a NaN or Infinity cost is no cost at all: left out
     completion_details = raw.get("completion_tokens_details")
     if isinstance(completion_details, dict):
         reasoning = completion_details.get("reasoning_tokens")
@@ -447,7 +448,8 @@ def normalize_usage(raw: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _int(value: Any) -> int:
+    """A token count; 0 for anything that is not one (NaN and Infinity included)."""
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
