@@ -25,7 +25,7 @@ KEY_PATHS = ("/key", "/auth/key")
 
 def fetch_key(settings: Any, *, transport: Any = None) -> dict[str, Any]:
     """The ``data`` object of ``GET {base_url}/key`` (exit 3 without a key)."""
-    from rill.config.models import api_get
+    from rill.commands.upstream import api_get
 
     if not settings.api_key:
         raise ConfigError(
