@@ -1145,6 +1145,29 @@ def test_the_echo_without_a_key(fake_server: FakeOpenRouter) -> None:
     assert status == 400 and json.loads(body)["error"]["code"] == "(no key sent)"
 
 
+def test_the_model_list_echoing_the_key(keyed: FakeOpenRouter) -> None:
+    keyed.default_scenario = "hostile-key-models"
+    status, _, body = request(keyed, "/models")
+    models = json.loads(body)["data"]
+    echo = models[-1]
+    assert status == 200 and len(models) == 6
+    assert echo["id"] == f"fake/echo-{KEY}" and KEY in echo["name"]
+    assert echo["description"].index(KEY) == 490 and echo["metadata"] == {KEY: KEY}
+    status, _, body = request(keyed, "/chat/completions", chat(stream=False))
+    assert status == 200 and KEY not in body.decode()  # a chat is answered as usual
+
+
+@pytest.mark.parametrize("place", ["code", "metadata", "message", "malformed"])
+def test_the_model_list_answers_the_keyed_errors(keyed: FakeOpenRouter, place: str) -> None:
+    keyed.default_scenario = f"hostile-key-{place}"
+    status, headers, body = request(keyed, "/models")
+    assert status == 400 and headers["Content-Type"] == "application/json"
+    assert KEY in body.decode()
+    keyed.default_scenario = "hostile-key-midstream"  # no error before a stream: a plain list
+    status, _, body = request(keyed, "/models")
+    assert status == 200 and KEY not in body.decode()
+
+
 @pytest.mark.parametrize(
     ("name", "literals"),
     [

@@ -24,8 +24,8 @@ keepalive, reasoning, tools, length, no-usage, split, huge, long[-N]; and hostil
 hardening tests: hostile-endless-line[-SIZE] (a line that never ends), hostile-deep-content[-N], \
 hostile-deep-reasoning[-N], hostile-deep-error[-N] (JSON nested N deep), \
 hostile-type-FIELD[-object|-number] (id, model, provider or finish_reason of the wrong type), \
-hostile-key-PLACE (an error echoing the API key; code, metadata, message, malformed, \
-midstream), hostile-nan, hostile-infinity (usage numbers).
+hostile-key-PLACE (the API key echoed in an error: code, metadata, message, malformed, \
+midstream; or in GET /models: models), hostile-nan, hostile-infinity (usage numbers).
 
 Exit status: 0 when stopped by a signal, 2 for an unknown scenario or an address that cannot \
 be bound (a busy port)."""
