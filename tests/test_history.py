@@ -861,7 +861,7 @@ def test_a_run_that_just_finished_is_not_taken_for_interrupted(
     stale = (recorder.path, json.loads(recorder.path.read_text()))  # read while it ran
     recorder.finish(outcome(content=None))  # then it finished: the journal is gone
     # A reader that read the chat file just before the finish finds no journal.
-    monkeypatch.setattr(store, "_iter_chats", lambda: iter([stale]))
+    monkeypatch.setattr(store, "iter_chats", lambda: iter([stale]))
     (row,) = store.export()
     assert (row["finish_reason"], row["answer"]["content"]) == ("stop", "the whole answer")
     assert [h["role"] for h in store.search("whole answer")] == ["assistant"]

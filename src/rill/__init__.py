@@ -22,7 +22,7 @@ _LAZY = {
     "RillError": "rill.errors",
     "ExitCode": "rill.errors",
 }
-__all__ = ["__version__", "main", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
@@ -33,13 +33,3 @@ def __getattr__(name: str) -> Any:
 
     return getattr(importlib.import_module(module), name)
 
-
-def main() -> None:
-    """The ``rill`` command. A Ctrl-C that lands while the command is still loading (its first
-    tens of milliseconds) ends it like one during the run: exit 130, no traceback."""
-    try:
-        from rill.cli import main as run
-
-        run()
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None

@@ -24,10 +24,11 @@ keepalive, reasoning, tools, length, no-usage, split, huge, long[-N]; and hostil
 hardening tests: hostile-endless-line[-SIZE] (a line that never ends), hostile-deep-content[-N], \
 hostile-deep-reasoning[-N], hostile-deep-error[-N] (JSON nested N deep), \
 hostile-type-FIELD[-object|-number] (id, model, provider or finish_reason of the wrong type), \
-hostile-key-PLACE (an error echoing the API key; code, metadata, message, malformed, \
-midstream), hostile-nan, hostile-infinity (usage numbers). Like OpenRouter it honours a \
-request's models list (a fake/down... model is unavailable: the next one serves), its provider \
-preferences and cache_control breakpoints (a repeated prefix reports cached tokens).
+hostile-key-PLACE (the API key echoed in an error: code, metadata, message, malformed, \
+midstream; or in GET /models: models), hostile-nan, hostile-infinity (usage numbers). Like \
+OpenRouter it honours a request's models list (a fake/down... model is unavailable: the next one \
+serves), its provider preferences and cache_control breakpoints (a repeated prefix reports \
+cached tokens).
 
 Exit status: 0 when stopped by a signal, 2 for an unknown scenario or an address that cannot \
 be bound (a busy port)."""

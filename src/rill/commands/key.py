@@ -25,7 +25,7 @@ KEY_PATHS = ("/key", "/auth/key")
 
 def fetch_key(settings: Any, *, transport: Any = None) -> dict[str, Any]:
     """The ``data`` object of ``GET {base_url}/key`` (exit 3 without a key)."""
-    from rill.config.models import api_get
+    from rill.commands.upstream import api_get, redact_json
 
     if not settings.api_key:
         raise ConfigError(
@@ -41,7 +41,7 @@ def fetch_key(settings: Any, *, transport: Any = None) -> dict[str, Any]:
             raise
         break
     try:
-        body: Any = json.loads(text)
+        body: Any = redact_json(json.loads(text), settings.api_key)
     except ValueError:
         raise APIError("the /key answer is not JSON", status=200, code="bad_response") from None
     data = body.get("data") if isinstance(body, dict) else None

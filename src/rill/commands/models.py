@@ -50,7 +50,8 @@ def models_command(
     base_url: opt.BaseUrl = None,
 ) -> None:
     """List the models of the configured server (cached for an hour)."""
-    from rill.config.models import FEATURES, SORTS, load_models, select_models, sort_models
+    from rill.commands.upstream import load_models
+    from rill.config.models import FEATURES, SORTS, select_models, sort_models
     from rill.config.models import search as search_models
     from rill.config.settings import resolve_settings
 

@@ -1,4 +1,4 @@
-"""The model list: ``GET {base_url}/models``, cached on disk for an hour.
+"""The model list of ``GET {base_url}/models``: its cache on disk (an hour) and what is read of it.
 
 OpenRouter answers with rich entries (``context_length``, ``pricing`` in USD per token as strings,
 ``top_provider``); a generic OpenAI-compatible server answers ``{"object": "list", "data":
@@ -7,35 +7,28 @@ the raw entries and ``rill models --json`` prints them, while ``model_row`` read
 table shows, tolerating whatever is missing.
 
 The cache file ``<cache_dir>/models.json`` is ``{"fetched_at": <unix seconds>, "base_url": ...,
-"data": [...]}``. Shell completion reads it too
-(``rill.commands.completion``), so completing ``-m`` never
-touches the network. A cache written for another base URL is never reused. No key is needed to
-list models; one is sent when configured, under the same rules as a chat request.
+"data": [...]}``. Shell completion reads it too (``rill.commands.completion``), so completing
+``-m`` never touches the network. A cache written for another base URL is never reused. The
+request itself is made by ``rill.commands.upstream``; nothing here touches the network.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
-
-from rill.commands.completion import MODELS_CACHE
 from rill.config.settings import Settings
-from rill.errors import APIError, ConfigError, NetworkError, TimeoutError_, error_for_status
+from rill.errors import APIError
 from rill.files import make_dirs, read_private, write_atomic
-from rill.stream.protocol import build_headers, parse_error_body
 
+#: The cache's file name under the cache folder (shell completion reads it too).
+MODELS_CACHE = "models.json"
 #: How long a fetched list is reused, in seconds.
 CACHE_TTL = 3600.0
-#: Bodies larger than this are not a model list (OpenRouter's full list is about 0.5 MB).
-MAX_BODY = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,34 +55,6 @@ class ModelRow:
 
 def cache_path(settings: Settings) -> Path:
     return settings.paths.cache_dir / MODELS_CACHE
-
-
-def load_models(
-    settings: Settings,
-    *,
-    refresh: bool = False,
-    transport: httpx.BaseTransport | None = None,
-    clock: Callable[[], float] = time.time,
-    warn: Callable[[str], None] | None = None,
-) -> ModelList:
-    """The cached list when it is fresh and for this base URL, else a newly fetched one.
-
-    A list that cannot be cached (read-only folder, full disk) is still returned; ``warn`` is
-    told why.
-    """
-    path = cache_path(settings)
-    now = clock()
-    if not refresh:
-        cached = read_cache(path, settings.base_url, now=now)
-        if cached is not None:
-            return cached
-    models = fetch_models(settings, transport=transport)
-    try:
-        write_cache(path, settings.base_url, models, fetched_at=now)
-    except OSError as exc:
-        if warn is not None:
-            warn(f"cannot write the models cache {path}: {exc.strerror or exc}")
-    return ModelList(settings.base_url, models, now, from_cache=False)
 
 
 def read_cache(
@@ -133,57 +98,6 @@ def write_private(path: Path, text: str) -> None:
     """
     target = path.resolve() if path.is_symlink() else path
     write_atomic(target, text.encode("utf-8"), sync_dir=False)
-
-
-def check_models_transport(settings: Settings) -> None:
-    """The chat request's rules, except that listing models needs no key."""
-    parts = urlsplit(settings.base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {settings.base_url!r} is not an http(s) URL")
-    if settings.api_key:
-        settings.check_transport()
-
-
-def fetch_models(
-    settings: Settings, *, transport: httpx.BaseTransport | None = None
-) -> list[dict[str, Any]]:
-    """``GET {base_url}/models``; a non-200 status becomes the same typed error as in a chat."""
-    check_models_transport(settings)
-    return parse_models(api_get(settings, "/models", transport=transport))
-
-
-def api_get(settings: Settings, path: str, *, transport: httpx.BaseTransport | None = None) -> str:
-    """The body of ``GET {base_url}{path}`` (a side endpoint: ``/models``, ``/key``).
-
-    Failures become rill's typed errors, as in a chat: a status other than 200 by its code (401
-    → exit 4, 402 → 5, 429 → 6, …) with the upstream's own message, a network failure or a
-    timeout as exit 8. The caller checks the transport rules first.
-    """
-    from rill.stream.client import make_http_client
-
-    url = f"{settings.base_url}{path}"
-    host = urlsplit(url).hostname
-    headers = build_headers(settings, stream=False)
-    headers.pop("Content-Type", None)  # a GET has no body
-    with make_http_client(settings, transport) as http:
-        try:
-            response = http.get(url, headers=headers)
-        except httpx.ConnectTimeout:
-            raise TimeoutError_(
-                f"cannot connect to {host}: timed out after {settings.connect_timeout:g} s"
-            ) from None
-        except httpx.TimeoutException:
-            limit = f" within {settings.timeout:g} s" if settings.timeout else ""
-            raise TimeoutError_(f"no response from {host}{limit}") from None
-        except httpx.ConnectError as exc:
-            raise NetworkError(f"cannot connect to {host}: {_reason(exc)}") from None
-        except (httpx.TransportError, OSError) as exc:
-            raise NetworkError(f"request to {host} failed: {_reason(exc)}") from None
-    text = response.content[:MAX_BODY].decode("utf-8", errors="replace")
-    if response.status_code != 200:
-        code, message, body = parse_error_body(response.status_code, text)
-        raise error_for_status(response.status_code, message, code=code, body=body)
-    return text
 
 
 def parse_models(text: str, status: int = 200) -> list[dict[str, Any]]:
@@ -263,13 +177,6 @@ def format_price(price: Decimal | None) -> str:
 
 def format_context(length: int | None) -> str:
     return str(length) if length is not None else "-"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if "] " in text and text.startswith("["):  # "[Errno 111] Connection refused"
-        text = text.split("] ", 1)[1]
-    return " ".join(text.split())
 
 
 #: ``--supports`` features: the ``supported_parameters`` entry or input modality that shows each.

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rill.fake import hostile
 from rill.fake.common import USER_ID
 from rill.fake.records import Recorded
-from rill.fake.wire import Handler, send_json
+from rill.fake.wire import Handler, send_bytes, send_json
 
 if TYPE_CHECKING:
     from rill.fake.server import FakeOpenRouter
 
 
 def models(fake: FakeOpenRouter, h: Handler, rec: Recorded) -> None:
+    place = fake.side_scenario().echo_key
+    if place in hostile.ERROR_PLACES:
+        headers, text = hostile.key_error(place, hostile.key_of(rec.headers))
+        send_bytes(h, 400, text.encode(), headers)
+        return
     models = list(fake.models)
+    if place == "models":
+        models.append(hostile.model_with_key(hostile.key_of(rec.headers)))
     wanted = [p for p in rec.query.get("supported_parameters", "").split(",") if p]
     if wanted:
         models = [m for m in models if set(wanted) <= set(m.get("supported_parameters", []))]

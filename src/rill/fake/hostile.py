@@ -23,7 +23,9 @@ ENDLESS_LINE_BYTES = 80 * 1024 * 1024
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 TYPE_FIELDS = ("finish_reason", "model", "provider", "id")
 TYPE_VALUES: dict[str, Any] = {"object": {"unexpected": ["object"]}, "number": 42}
-KeyPlace = Literal["code", "metadata", "message", "malformed", "midstream"]
+KeyPlace = Literal["code", "metadata", "message", "malformed", "midstream", "models"]
+#: The places that answer with an error echoing the key, for a chat and for ``GET /models``.
+ERROR_PLACES = ("code", "metadata", "message", "malformed")
 _KEY_PLACES: dict[str, KeyPlace] = {p: p for p in get_args(KeyPlace)}
 #: Where the key starts in the ``message`` echo, and that message's length.
 KEY_AT, MESSAGE_LENGTH = 490, 600
@@ -51,7 +53,10 @@ CATALOGUE: list[tuple[str, str]] = [
         "an error echoing the request's API key; PLACE: code (HTTP 400, error.code is the key), "
         f"metadata (in error.metadata), message (at character {KEY_AT} of a {MESSAGE_LENGTH}-"
         "character message), malformed (inside a body of broken JSON), midstream (an error chunk "
-        "after 2 content chunks)",
+        "after 2 content chunks), models (no error: GET /models lists one more model whose id, "
+        f"name and description carry the key, the description at character {KEY_AT}); with "
+        "--scenario, GET /models answers code, metadata, message and malformed with the same "
+        "error",
     ),
     ("hostile-nan", "usage.cost and every token count are the JSON literal NaN"),
     ("hostile-infinity", "usage.cost and the token counts are Infinity (completion: -Infinity)"),
@@ -85,6 +90,8 @@ def scenario(key: str) -> Scenario | None:
             return Scenario(
                 content=["One, ", "two, ", "three."], midstream_error_after=2, echo_key=place
             )
+        if place == "models":
+            return Scenario(content=list(DEMO_CONTENT), echo_key=place)
         return None if place is None else Scenario(status=400, echo_key=place)
     if mode in ("nan", "infinity"):
         return Scenario(content=list(DEMO_CONTENT), usage=odd_usage(mode))
@@ -147,6 +154,23 @@ def key_error(place: str, key: str) -> tuple[dict[str, str], str]:
     else:
         error["message"] = message_with_key(key)
     return headers, json.dumps({"error": error})
+
+
+def model_with_key(key: str) -> dict[str, Any]:
+    """A ``/models`` entry whose id, name and description echo ``key``."""
+    return {
+        "id": f"fake/echo-{key}",
+        "canonical_slug": f"fake/echo-{key}",
+        "name": f"Echo: {key}",
+        "created": 1747930371,
+        "description": message_with_key(key),
+        "context_length": 4096,
+        "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]},
+        "pricing": {"prompt": "0.000001", "completion": "0.000002"},
+        "top_provider": {"context_length": 4096, "max_completion_tokens": None},
+        "supported_parameters": ["max_tokens", "temperature"],
+        "metadata": {key: key},
+    }
 
 
 def midstream_key_error(key: str) -> dict[str, Any]:

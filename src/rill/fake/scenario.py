@@ -112,7 +112,9 @@ class Scenario:
     # chunk after the first piece nests that deep in delta.content or delta.reasoning_details
     chunk_overrides: dict[str, Any] = field(default_factory=dict)  # id/model/provider of every
     # chunk and finish_reason of the finish chunk, replaced by these values (any JSON type)
-    echo_key: Literal["code", "metadata", "message", "malformed", "midstream"] | None = None
+    echo_key: Literal["code", "metadata", "message", "malformed", "midstream", "models"] | None = (
+        None  # see hostile.CATALOGUE ("hostile-key-PLACE")
+    )
 
     @classmethod
     def error(

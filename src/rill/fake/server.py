@@ -28,7 +28,8 @@ class FakeOpenRouter:
     """A scriptable OpenRouter (and generic OpenAI-compatible) server on a local port.
 
     Settings (``reset()`` restores the constructor's values): ``api_key``, ``require_auth``,
-    ``persona``, ``default_scenario`` (a Scenario or a canned name), ``generation_404_polls``
+    ``persona``, ``default_scenario`` (a Scenario or a canned name; a ``hostile-key-*`` one
+    also shapes ``GET /models``, see ``side_scenario``), ``generation_404_polls``
     (``/generation`` answers 404 that many times per id first), ``key_limit`` / ``spent`` /
     ``key_label`` / ``management_key`` / ``credits_total`` (``/key`` and ``/credits``),
     ``models`` (the ``/models`` list) and ``models_style`` ("openrouter" | "generic"; None:
@@ -142,6 +143,15 @@ class FakeOpenRouter:
         with self._cond:
             for scenario in scenarios:
                 self._queue.append([scenario, max(1, scenario.repeat)])
+
+    def side_scenario(self) -> Scenario:
+        """The default scenario as ``GET /models`` sees it (the queue is for chat requests)."""
+        with self._cond:
+            default = self.default_scenario
+        if isinstance(default, str):
+            name = default if default.startswith("fake/") else f"fake/{default}"
+            return canned_scenario(name, {}) or Scenario()
+        return default
 
     @property
     def pending(self) -> int:

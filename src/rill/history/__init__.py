@@ -26,14 +26,19 @@ A store opened with ``read_only=True`` never creates, writes, renames or deletes
 its root: a missing index is rebuilt in memory, interrupted exchanges are resolved in memory, and
 the writing methods raise ``RillError`` (calling them is a bug).
 
-Modules: ``records`` (what chat files and index lines are: pure functions), ``files`` (the
-lock and journal reading; the private-file primitives are in ``rill.files``), ``recorder``
-(``ExchangeRecorder``, one exchange while it streams; ``Recorder`` is its old name), ``store``.
+Modules: ``records`` (what chat files and index lines are: pure functions), ``normalise``
+(upstream values made storable), ``files`` (the lock and journal reading; the private-file
+primitives are in ``rill.files``), ``chatfiles`` (the paths under the root and the one way a
+chat file changes), ``running`` (unfinished exchanges seen by a reader), ``index`` (reading
+``index.jsonl``), ``listing`` (the chat list), ``usage`` (token and cost totals), ``search``
+(search and export), ``recorder`` (``ExchangeRecorder``, one exchange while it streams;
+``Recorder`` is its old name) and ``store`` (``HistoryStore``, which brings them together).
 """
 
 from rill.history.recorder import ExchangeRecorder, Recorder
 from rill.history.records import SCHEMA_VERSION, ExchangeStart, Format, HistoryError, new_id
-from rill.history.store import HistoryStore, usage_total
+from rill.history.store import HistoryStore
+from rill.history.usage import usage_total
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -27,7 +27,7 @@ from rill.history.normalise import is_number
 SCHEMA_VERSION = 1
 Format = Literal["json", "toml"]
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TITLE_CHARS = 60
 _SNIPPET_CHARS = 40
 
@@ -65,20 +65,20 @@ class ExchangeStart:
 
 
 def now_iso() -> str:
-    return _iso(datetime.now(UTC))
+    return iso(datetime.now(UTC))
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     # One fixed-width UTC spelling, so timestamps compare correctly as strings in the index.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _clean(value: Any) -> Any:
+def without_none(value: Any) -> Any:
     """Drop None recursively: TOML has no null (tomli_w raises), and JSON files stay alike."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items() if v is not None}
+        return {str(k): without_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value if v is not None]
+        return [without_none(v) for v in value if v is not None]
     return value
 
 
@@ -93,7 +93,7 @@ def _has_crlf(value: Any) -> bool:
 
 
 def dump_chat(chat: dict[str, Any], suffix: str) -> bytes:
-    data = _clean(chat)
+    data = without_none(chat)
     if suffix == ".toml":
         # tomli_w turns CRLF into LF inside multi-line strings; such text is kept byte-exact by
         # falling back to escaped one-line strings.
@@ -111,7 +111,7 @@ def _first_line(text: str) -> str:
 def _check_exchange(ex: Any) -> str | None:
     if not isinstance(ex, dict):
         return "an exchange is not a table"
-    if not isinstance(ex.get("id"), str) or not _SAFE_ID.fullmatch(ex["id"]):
+    if not isinstance(ex.get("id"), str) or not SAFE_ID.fullmatch(ex["id"]):
         return "an exchange has no valid id"  # ids name journal files: no paths
     messages = ex.get("messages", [])
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
@@ -166,7 +166,7 @@ def _split_exchanges(data: dict[str, Any]) -> Chat:
     return chat
 
 
-def _read_chat(path: Path) -> Chat:
+def read_chat(path: Path) -> Chat:
     """A chat file, checked: HistoryError naming the file when damaged; FileNotFoundError passes."""
     try:
         raw = read_private(path)
@@ -174,10 +174,10 @@ def _read_chat(path: Path) -> Chat:
         raise
     except OSError as exc:
         raise HistoryError(f"cannot read chat file {path}: {os_reason(exc)}") from None
-    return _parse_chat(path, raw)
+    return parse_chat(path, raw)
 
 
-def _parse_chat(path: Path, raw: bytes) -> Chat:
+def parse_chat(path: Path, raw: bytes) -> Chat:
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -191,7 +191,7 @@ def _parse_chat(path: Path, raw: bytes) -> Chat:
     return _split_exchanges(data)
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     """The text of a message's content, whether a string or a list of parts."""
     if isinstance(content, str):
         return content
@@ -201,22 +201,22 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def _title(messages: list[dict[str, Any]]) -> str:
+def title_of(messages: list[dict[str, Any]]) -> str:
     for message in messages:
         if message.get("role") == "user":
-            lines = [line.strip() for line in _text_of(message.get("content")).splitlines()]
+            lines = [line.strip() for line in text_of(message.get("content")).splitlines()]
             line = next((line for line in lines if line), "")
             return line if len(line) <= _TITLE_CHARS else line[: _TITLE_CHARS - 1].rstrip() + "…"
     return ""
 
 
-def _snippet(text: str, start: int, end: int) -> str:
+def snippet(text: str, start: int, end: int) -> str:
     lo, hi = max(0, start - _SNIPPET_CHARS), min(len(text), end + _SNIPPET_CHARS)
     middle = " ".join(text[lo:hi].split())
     return ("…" if lo else "") + middle + ("…" if hi < len(text) else "")
 
 
-def _number(value: Any) -> int | float:
+def number_or_zero(value: Any) -> int | float:
     """``value`` when it is a finite number, else 0."""
     return value if is_number(value) else 0
 
@@ -236,15 +236,16 @@ def _usage_numbers(usage: Any) -> dict[str, int | float]:
         or (prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None),
         "cost": usage.get("cost"),
     }
-    numbers = {key: _number(value) for key, value in found.items() if _number(value)}
+    numbers = {key: number_or_zero(value) for key, value in found.items() if number_or_zero(value)}
     if is_number(found["cost"]):
-        numbers["cost"] = _number(found["cost"])  # a cost of 0 is known; a missing one is not
+        # a cost of 0 is known; a missing one is not
+        numbers["cost"] = number_or_zero(found["cost"])
     return numbers
 
 
 def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -> dict[str, Any]:
     """One index line; ``ev`` is "begin" (exchange begun), "end" (finished) or "full" (written by
-    ``reindex``, in start order). Its first four keys are fixed (see ``_HEAD``); the title is
+    ``reindex``, in start order). Its first four keys are fixed (see ``INDEX_HEAD``); the title is
     only on lines of the chat's first exchange. Removing a chat appends ``{"chat", "ev": "rm",
     "at"}``."""
     record = {
@@ -259,7 +260,7 @@ def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -
         **_usage_numbers(ex.get("usage")),
         "title": title,
     }
-    cleaned: dict[str, Any] = _clean(record)
+    cleaned: dict[str, Any] = without_none(record)
     return cleaned
 
 
@@ -272,7 +273,7 @@ def encode_line(record: dict[str, Any]) -> bytes:
 # Lines this module writes start with these four keys in this order, so one regex pass over the
 # whole index finds every line's exchange, chat, event and start time, and only the lines a query
 # needs are decoded. Anything else (a tombstone, an edited line) is decoded in full.
-_HEAD = re.compile(
+INDEX_HEAD = re.compile(
     r'^\{"ex":"([^"\\\n]*)","chat":"([^"\\\n]*)","ev":"(\w*)","at":"([^"\\\n]*)"[^\n]*\}$', re.M
 )
 # Decodes in place, without copying each line out of the index text. (typeshed types the
@@ -280,7 +281,7 @@ _HEAD = re.compile(
 _scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
-def _decode_at(text: str, start: int) -> dict[str, Any] | None:
+def decode_at(text: str, start: int) -> dict[str, Any] | None:
     """The index record starting at ``text[start]``, or None when it does not decode."""
     try:
         record, _end = _scan_once(text, start)
@@ -290,7 +291,7 @@ def _decode_at(text: str, start: int) -> dict[str, Any] | None:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic collector while a scan builds ~100,000 long-lived tuples: they hold no
     cycles, and collecting would walk them again and again (a third of the scan's time)."""
     enabled = gc.isenabled()
@@ -306,5 +307,5 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _where(exc: OSError, default: Path) -> str:
+def failed_path(exc: OSError, default: Path) -> str:
     return str(exc.filename) if exc.filename else str(default)
