@@ -27,7 +27,7 @@ EVENT_KEYS = {
     "reasoning": {"content"},
     "tool_call": {"index", "id", "name", "arguments"},
     "done": {"message", "usage", "finish_reason", "model", "provider", "id", "chat_id"},
-    "error": {"code", "message", "status", "exit_code", "partial"},
+    "error": {"code", "message", "status", "exit_code", "partial", "chat_id"},
 }
 
 
@@ -254,6 +254,7 @@ def test_error_before_stream_in_every_format(tmp_path: Path) -> None:
             "status": 402,
             "exit_code": 5,
             "partial": {"role": "assistant", "content": ""},
+            "chat_id": None,  # --no-history: no chat holds the failed exchange
         }
         if fmt == "text":
             assert result.stdout == ""

@@ -268,3 +268,12 @@ def test_ctrl_c_at_any_moment_of_start_up_is_quiet(
     # Before Python's own handler exists the signal's default action applies (-2).
     assert rc in (130, -signal.SIGINT), (rc, err)
     assert b"Traceback" not in err and err.count(b"\n") <= 1, err
+
+
+def test_an_error_object_names_the_chat_that_recorded_it(fake_server: FakeOpenRouter) -> None:
+    fake_server.enqueue(Scenario(status=402))
+    result = run(["--base-url", fake_server.url, "-m", "test/model", "-f", "json", "hi"])
+    assert result.returncode == 5
+    error = json.loads(result.stdout)
+    listed = json.loads(run(["history", "list", "--json"]).stdout)
+    assert error["chat_id"] == listed[0]["id"] and error["exit_code"] == 5
