@@ -16,7 +16,8 @@ from rill.errors import RillError
 from rill.events import Chunk, Delta
 from rill.stream.chunks import ChunkDecoder
 from rill.stream.sse import ServerSentEvent
-from rill.stream.transcript import ContentTemplate, Transcript
+from rill.stream.template import ContentTemplate
+from rill.stream.transcript import Transcript
 from tests.chunks import chunk_obj
 
 #: Contents whose JSON tokens exercise every branch of the string scanner.

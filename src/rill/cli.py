@@ -146,11 +146,12 @@ def _as_group() -> None:
 
 def err(message: str, secret: str | None = None) -> None:
     """One line on stderr, prefixed with the program name, never carrying the key."""
+    from rill.env import isatty
+    from rill.output.diagnostics import note_line, write_line
     from rill.stream.protocol import redact
 
     text = redact(message, secret or os.environ.get("OPENROUTER_API_KEY"))
-    sys.stderr.write(f"rill: {text}\n")
-    sys.stderr.flush()
+    write_line(sys.stderr, note_line(text, tty=isatty(sys.stderr)))
 
 
 def _version(value: bool) -> None:
