@@ -834,7 +834,7 @@ def test_finish_waits_for_a_busy_lock_instead_of_giving_up(
     assert (ex["finish_reason"], ex["answer"]["content"]) == ("stop", "kept")
 
 
-def test_the_journal_folder_is_fsynced_after_the_rename(
+def test_a_prompt_is_written_without_fsync_and_its_finished_exchange_is_durable(
     store: HistoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[str] = []
@@ -846,10 +846,12 @@ def test_the_journal_folder_is_fsynced_after_the_rename(
 
     monkeypatch.setattr(os, "fsync", fsync)
     recorder = store.begin(start())
-    assert recorder.journal is not None
-    renamed = synced.index(str(recorder.journal.parent / f".{recorder.journal.name}.tmp"))
-    assert str(store.root / "journal") in synced[renamed + 1 :]
+    assert recorder.path is not None and recorder.path.exists()  # on disk before the request
+    assert synced == []  # but not waited for: a killed run keeps it, a finish makes it durable
     recorder.finish(outcome())
+    chat_tmp = [p for p in synced if p.startswith(f"{store.root / 'chats'}/.")]
+    assert len(chat_tmp) == 1  # the finished chat file, before its rename
+    assert str(store.root / "chats") in synced and str(store.root / "index.jsonl") in synced
 
 
 def test_a_run_that_just_finished_is_not_taken_for_interrupted(

@@ -91,14 +91,16 @@ def read_private(path: Path) -> bytes:
         os.close(fd)
 
 
-def write_temporary(path: Path, data: bytes) -> Path:
-    """``data`` written and fsynced to a new 0600 temporary file next to ``path``; its path."""
+def write_temporary(path: Path, data: bytes, *, sync: bool = True) -> Path:
+    """``data`` written (and with ``sync``, fsynced) to a new 0600 temporary file next to
+    ``path``; its path."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         try:
             os.fchmod(fd, FILE_MODE)
             write_all(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:

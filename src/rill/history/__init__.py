@@ -3,11 +3,14 @@
 Under the store's root (directories 0700, files 0600, whatever the umask) each chat is one file,
 ``chats/<chat_id>.json`` or ``.toml``, holding its exchanges: this turn's messages, the request
 options, the requested and served model, the answer, usage, timings and errors. Chat files are the
-source of truth and are only ever replaced whole: the new file is written and fsynced under a
-temporary name first, then, inside a short critical section serialised across processes by
+source of truth and are only ever replaced whole: the new file is written (and, when the change
+finishes an exchange, fsynced) under a temporary name first, then, inside a short critical section serialised across processes by
 ``flock`` on ``.lock`` (and across the threads of one process by a lock they queue on), it is
 renamed into place only if the chat file still holds what the change was based on (else the
 change is made again there), so concurrent runs appending to one chat never lose an exchange.
+The record of a prompt about to be sent is not fsynced: it survives the process being killed at
+any moment, and the finished exchange, fsynced with its chat file, folder and index, is what
+survives a power loss (a batch of thousands of items would otherwise wait on five fsyncs each).
 While an answer streams, the text of each network read is appended (one ``write``, before it
 is shown; fsynced when the exchange finishes) to ``journal/<exchange_id>.jsonl``, which the
 writing process holds under an exclusive ``flock`` for its whole life: a reader that can take a

@@ -22,7 +22,6 @@ from rill.files import (
     GroupSync,
     NotRegularFile,
     append,
-    fsync_path,
     write_all,
     write_atomic,
     write_temporary,
@@ -132,7 +131,7 @@ class ChatFiles:
 
     # -- changing a chat
 
-    def change_chat(self, path: Path, change: Change) -> bool:
+    def change_chat(self, path: Path, change: Change, *, durable: bool = True) -> bool:
         """Replace the chat file ``path`` by ``change(chat)`` and append its index records.
 
         ``change`` gets a fresh copy of the chat as stored (None when there is no file) and
@@ -140,17 +139,19 @@ class ChatFiles:
         file is written and fsynced before the lock is taken; under the lock it is renamed into
         place only if the file still holds what ``change`` saw, else ``change`` runs again on the
         file as it now is. The folder and the index are fsynced once the lock is released, so
-        many writers at once share the slow part instead of queueing for it. False when
-        ``change`` left things as they were.
+        many writers at once share the slow part instead of queueing for it. Without
+        ``durable`` nothing is fsynced: the change survives the process being killed, not a power
+        loss (a prompt's record before its answer: the answer's record, fsynced, makes it
+        durable). False when ``change`` left things as they were.
         """
         seen = read_optional(path)
-        prepared = _prepare(path, seen, change)
+        prepared = _prepare(path, seen, change, durable)
         try:
             with locked(self.lock_path):
                 current = read_optional(path)
                 if current != seen:
                     _discard(prepared)
-                    prepared = _prepare(path, current, change)
+                    prepared = _prepare(path, current, change, durable)
                 if prepared is None:
                     return False
                 tmp, records = prepared
@@ -161,7 +162,8 @@ class ChatFiles:
                     self.index_append(record)
         finally:
             _discard(prepared)
-        self._sync_after_change(path)
+        if durable:
+            self._sync_after_change(path)
         return True
 
     def _sync_after_change(self, path: Path) -> None:
@@ -213,7 +215,9 @@ class ChatFiles:
 
     def open_journal(self, chat_id: str, exchange: dict[str, Any]) -> int:
         """Create the exchange's journal, already locked: it is written under a temporary name and
-        renamed, so no reader ever sees it unlocked while its writer lives."""
+        renamed, so no reader ever sees it unlocked while its writer lives. Like each read's text
+        appended to it, it is not fsynced: it is there for a run that is killed, and a finished
+        answer is made durable in its chat file."""
         final = self.journal_path(exchange["id"])
         tmp = final.with_name(f".{final.name}.tmp")
         fd = os.open(
@@ -224,9 +228,7 @@ class ChatFiles:
             fcntl.flock(fd, fcntl.LOCK_EX)
             header = {"chat": chat_id, "ex": exchange["id"], "at": exchange["started_at"]}
             write_all(fd, encode_line(header))
-            os.fsync(fd)
             os.replace(tmp, final)
-            fsync_path(self.journals_dir)  # the rename itself survives a power loss
         except BaseException:
             os.close(fd)
             with suppress(OSError):
@@ -250,7 +252,7 @@ class ChatFiles:
         return found
 
 
-def _prepare(path: Path, raw: bytes | None, change: Change) -> _Prepared | None:
+def _prepare(path: Path, raw: bytes | None, change: Change, durable: bool) -> _Prepared | None:
     stored = None if raw is None else parse_chat(path, raw)
     changed = change(stored)
     if changed is None:
@@ -258,7 +260,7 @@ def _prepare(path: Path, raw: bytes | None, change: Change) -> _Prepared | None:
     chat, records = changed
     if stored is not None and stored.skipped:  # damaged exchanges are kept as they were
         chat = {**chat, "exchanges": [*chat["exchanges"], *(ex for _p, ex in stored.skipped)]}
-    return write_temporary(path, dump_chat(chat, path.suffix)), records
+    return write_temporary(path, dump_chat(chat, path.suffix), sync=durable), records
 
 
 def _discard(prepared: _Prepared | None) -> None:
