@@ -332,7 +332,7 @@ def _written(obj: Any, dumps: Any, monkeypatch: pytest.MonkeyPatch, limit: int) 
 
     monkeypatch.setattr(render, "LONG_STRING", limit)
     out = io.BytesIO()
-    render.write_json(out, obj, dumps, head="event: done\ndata: ", tail="\n\n")
+    render.write_json_sliced(out, obj, dumps, head="event: done\ndata: ", tail="\n\n")
     return out.getvalue()
 
 

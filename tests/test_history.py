@@ -22,10 +22,10 @@ import rill.history.files
 from rill.errors import ExitCode, RillError, UsageError
 from rill.history import (
     SCHEMA_VERSION,
+    ExchangeRecorder,
     ExchangeStart,
     HistoryError,
     HistoryStore,
-    Recorder,
     new_id,
     usage_total,
 )
@@ -86,7 +86,9 @@ def chat_file(store: HistoryStore, chat_id: str) -> dict[str, Any]:
     return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
 
 
-def exchange(store: HistoryStore, prompt: str, chat_id: str | None = None, **kw: Any) -> Recorder:
+def exchange(
+    store: HistoryStore, prompt: str, chat_id: str | None = None, **kw: Any
+) -> ExchangeRecorder:
     recorder = store.begin(start(prompt, chat_id))
     recorder.add(kw.pop("content", f"answer to {prompt}"))
     recorder.finish(outcome(content=None, **kw))
@@ -153,7 +155,7 @@ def test_add_journals_every_read_at_once_before_it_is_shown(store: HistoryStore)
     assert ex["finish_reason"] == "cancelled"
 
 
-def wait_for_journal(recorder: Recorder, text: str, limit: float, what: str) -> float:
+def wait_for_journal(recorder: ExchangeRecorder, text: str, limit: float, what: str) -> float:
     """Wait until ``text`` is in the recorder's journal; the seconds it took."""
     journal = recorder.journal
     assert journal is not None
@@ -780,7 +782,7 @@ def test_two_hundred_threads_with_slow_fsync_lose_nothing(
 ) -> None:
     count = 200  # as `rill batch -j 200` does
     go = threading.Barrier(count, timeout=30)
-    recorders: list[Recorder] = []
+    recorders: list[ExchangeRecorder] = []
 
     def run(n: int) -> None:
         go.wait()

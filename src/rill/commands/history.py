@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from rill.commands import options as opt
-from rill.commands.output import console, piped, print_table, stdout_is_terminal, warn, write_json
+from rill.commands.output import console, piped, print_json, print_table, stdout_is_terminal, warn
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
@@ -57,7 +57,7 @@ def history_list(
     """List recent chats, most recently used first."""
     rows = open_store().list_chats(limit)
     if as_json:
-        write_json(rows)
+        print_json(rows)
         return
     header = ("ID", "UPDATED", "MODEL", "TURNS", "TOKENS", "COST", "FINISH", "TITLE")
     table = [
@@ -145,7 +145,7 @@ def history_show(
     store = open_store()
     chat = store.load(store.resolve(ref))
     if as_json:
-        write_json(chat)
+        print_json(chat)
         return
     import sys
 
@@ -186,7 +186,7 @@ def history_rm(ref: Annotated[str, typer.Argument(help="Chat ID or unique prefix
 @history_app.command("export")
 def history_export() -> None:
     """Every exchange as JSON lines, oldest first."""
-    write_json(open_store().export(), lines=True)
+    print_json(open_store().export(), lines=True)
 
 
 @history_app.command("search")
@@ -197,7 +197,7 @@ def history_search(
     """Find chats whose prompts or answers contain TEXT (no match: no output, exit 0)."""
     hits = open_store().search(text)
     if as_json:
-        write_json(hits)
+        print_json(hits)
         return
     import sys
 
@@ -261,7 +261,7 @@ def usage_command(
 
     checked = usage_check(open_store()) if check else None
     if as_json:
-        write_json(
+        print_json(
             {"by": by, "since": start.isoformat() if start else None, "rows": rows, "total": total}
             | ({"check": checked} if checked else {})
         )

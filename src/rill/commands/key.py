@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from rill.commands import options as opt
-from rill.commands.output import piped, stdout_is_terminal, tsv_cell, warn, write_json
+from rill.commands.output import piped, print_json, stdout_is_terminal, tsv_cell, warn
 from rill.errors import APIError, ConfigError
 
 KEY_PATHS = ("/key", "/auth/key")
@@ -103,7 +103,7 @@ def key_command(
     settings = resolve_settings({"base_url": base_url}, warn=warn)
     data = fetch_key(settings, transport=transport)
     if as_json:
-        write_json(data)
+        print_json(data)
         return
     safe: Callable[[str], str] = tsv_cell
     if stdout_is_terminal():

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from rill.commands import options as opt
-from rill.commands.output import piped, stdout_is_terminal, warn, write_json, write_tsv
+from rill.commands.output import piped, print_json, stdout_is_terminal, warn, write_tsv
 
 HEADER = ("ID", "CONTEXT", "PROMPT $/M", "COMPLETION $/M")
 #: On a terminal prices read as on OpenRouter's site: "$3/M input · $15/M output".
@@ -69,7 +69,7 @@ def models_command(
     )
     models = sort_models(chosen, sort)
     if as_json:
-        write_json(models)
+        print_json(models)
         return
     _print_models(models)  # nothing matched: no output, and still exit 0
 

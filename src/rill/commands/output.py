@@ -33,7 +33,7 @@ def piped() -> Iterator[None]:
         raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
 
 
-def write_json(obj: Any, *, lines: bool = False) -> None:
+def print_json(obj: Any, *, lines: bool = False) -> None:
     """Pretty JSON for ``--json`` (or one compact line per item with ``lines``)."""
     with piped():
         if lines:

@@ -4,10 +4,11 @@ Under the store's root (directories 0700, files 0600, whatever the umask) each c
 ``chats/<chat_id>.json`` or ``.toml``, holding its exchanges: this turn's messages, the request
 options, the requested and served model, the answer, usage, timings and errors. Chat files are the
 source of truth and are only ever replaced whole: the new file is written (and, when the change
-finishes an exchange, fsynced) under a temporary name first, then, inside a short critical section serialised across processes by
-``flock`` on ``.lock`` (and across the threads of one process by a lock they queue on), it is
-renamed into place only if the chat file still holds what the change was based on (else the
-change is made again there), so concurrent runs appending to one chat never lose an exchange.
+finishes an exchange, fsynced) under a temporary name first, then, inside a short critical
+section serialised across processes by ``flock`` on ``.lock`` (and across the threads of one
+process by a lock they queue on), it is renamed into place only if the chat file still holds what
+the change was based on (else the change is made again there), so concurrent runs appending to
+one chat never lose an exchange.
 The record of a prompt about to be sent is not fsynced: it survives the process being killed at
 any moment, and the finished exchange, fsynced with its chat file, folder and index, is what
 survives a power loss (a batch of thousands of items would otherwise wait on five fsyncs each).
@@ -34,11 +35,11 @@ Modules: ``records`` (what chat files and index lines are: pure functions), ``no
 primitives are in ``rill.files``), ``chatfiles`` (the paths under the root and the one way a
 chat file changes), ``running`` (unfinished exchanges seen by a reader), ``index`` (reading
 ``index.jsonl``), ``listing`` (the chat list), ``usage`` (token and cost totals), ``search``
-(search and export), ``recorder`` (``ExchangeRecorder``, one exchange while it streams;
-``Recorder`` is its old name) and ``store`` (``HistoryStore``, which brings them together).
+(search and export), ``recorder`` (``ExchangeRecorder``, one exchange while it streams) and
+``store`` (``HistoryStore``, which brings them together).
 """
 
-from rill.history.recorder import ExchangeRecorder, Recorder
+from rill.history.recorder import ExchangeRecorder
 from rill.history.records import SCHEMA_VERSION, ExchangeStart, Format, HistoryError, new_id
 from rill.history.store import HistoryStore
 from rill.history.usage import usage_total
@@ -50,7 +51,6 @@ __all__ = [
     "Format",
     "HistoryError",
     "HistoryStore",
-    "Recorder",
     "new_id",
     "usage_total",
 ]

@@ -25,7 +25,7 @@ _FINISH_PATIENCE = 60.0  # how long a finished answer keeps waiting for a busy l
 class ExchangeRecorder:
     """Records one exchange while its answer streams; every method is safe to call and never
     raises for I/O. A disabled recorder (history could not be written) ignores every call; its
-    ``chat_id`` is None for a chat that was never created (as for ``session.NullRecorder``).
+    ``chat_id`` is None for a chat that was never created (as with ``--no-history``).
 
     ``add`` is called once per network read, before that read's text is shown: it writes the
     text to the journal at once (one ``write(2)``, no fsync), so whatever the user saw survives
@@ -194,4 +194,3 @@ def _keep(pieces: list[str], text: str) -> None:
 
 
 #: The old name, kept while other code still imports it.
-Recorder = ExchangeRecorder

@@ -92,12 +92,13 @@ def _dumps_indented(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, indent=2)
 
 
-#: Strings longer than this (in characters) are written by ``write_json`` in slices this long.
+#: Strings longer than this (in characters) are written by ``write_json_sliced`` in slices of
+#: this length.
 LONG_STRING = 1 << 16
 _SLOT = "\x00rill-long-string-%d\x00"
 
 
-def write_json(
+def write_json_sliced(
     out: BinaryIO, obj: Any, dumps: Callable[[Any], str], *, head: str = "", tail: str = ""
 ) -> None:
     """Write ``head + dumps(obj) + tail`` as UTF-8, without holding the JSON of a long string.
@@ -177,7 +178,7 @@ class _EventStreamRenderer:
 
     def finish(self, event: Terminal) -> None:
         head, obj, tail = self.record(event.NAME, event.as_dict())
-        write_json(self.out, obj, _dumps, head=head, tail=tail)
+        write_json_sliced(self.out, obj, _dumps, head=head, tail=tail)
 
 
 class SSERenderer(_EventStreamRenderer):
@@ -209,7 +210,7 @@ class JSONRenderer:
         pass
 
     def finish(self, event: Terminal) -> None:
-        write_json(self.out, event.as_dict(), _dumps_indented, tail="\n")
+        write_json_sliced(self.out, event.as_dict(), _dumps_indented, tail="\n")
 
 
 class OpenAIRenderer:
