@@ -22,8 +22,8 @@ import httpx
 
 from rill.config.models import ModelList, cache_path, parse_models, read_cache, write_cache
 from rill.config.settings import Settings
-from rill.errors import ConfigError, NetworkError, RillError, TimeoutError_, error_for_status
-from rill.stream.client import make_http_client
+from rill.errors import ConfigError, RillError, error_for_status
+from rill.stream.client import make_http_client, transport_error
 from rill.stream.protocol import build_headers, parse_error_body, redact
 
 #: Bodies larger than this are not a model list (OpenRouter's full list is about 0.5 MB).
@@ -103,17 +103,9 @@ def _get(settings: Settings, path: str, transport: httpx.BaseTransport | None) -
     with make_http_client(settings, transport) as http:
         try:
             response = http.get(url, headers=headers)
-        except httpx.ConnectTimeout:
-            raise TimeoutError_(
-                f"cannot connect to {host}: timed out after {settings.connect_timeout:g} s"
-            ) from None
-        except httpx.TimeoutException:
-            limit = f" within {settings.timeout:g} s" if settings.timeout else ""
-            raise TimeoutError_(f"no response from {host}{limit}") from None
-        except httpx.ConnectError as exc:
-            raise NetworkError(f"cannot connect to {host}: {_reason(exc)}") from None
-        except (httpx.TransportError, OSError) as exc:
-            raise NetworkError(f"request to {host} failed: {_reason(exc)}") from None
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            idle = settings.timeout
+            raise transport_error(exc, host, connect=settings.connect_timeout, idle=idle) from None
     text = redact(response.content[:MAX_BODY].decode("utf-8", errors="replace"), settings.api_key)
     if response.status_code != 200:
         # Redacted before parse_error_body cuts the message short: a key cut in two is no
@@ -167,10 +159,3 @@ def _redacted(child: Any, secret: str, stack: list[Any]) -> Any:
     if isinstance(child, dict | list):
         stack.append(child)
     return child
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if "] " in text and text.startswith("["):  # "[Errno 111] Connection refused"
-        text = text.split("] ", 1)[1]
-    return " ".join(text.split())

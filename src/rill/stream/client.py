@@ -211,26 +211,8 @@ class ChatClient:
                 extensions={"trace": control.trace},
             )
             return self.http.send(req, stream=True)
-        except httpx.ConnectTimeout:
-            error: NetworkError = TimeoutError_(
-                f"cannot connect to {host}: timed out after {_secs(connect)}"
-            )
-            error.retryable = True
-            raise error from None
-        except httpx.TimeoutException:
-            raise TimeoutError_(
-                f"no response from {host} within {_secs(settings.timeout)} (idle timeout)"
-            ) from None
-        except httpx.ConnectError as exc:
-            if _is_tls(exc):  # retrying a failed handshake gives the same answer
-                raise NetworkError(f"TLS handshake with {host} failed: {reason(exc)}") from None
-            error = NetworkError(f"cannot connect to {host}: {reason(exc)}")
-            error.retryable = True
-            raise error from None
-        except httpx.InvalidURL as exc:
-            raise ConfigError(f"base URL is not valid: {exc}") from None
-        except (httpx.TransportError, OSError) as exc:
-            raise NetworkError(f"request to {host} failed: {reason(exc)}") from None
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            raise transport_error(exc, host, connect=connect, idle=settings.timeout) from None
 
     def error_from(self, response: httpx.Response) -> APIError:
         """The ``APIError`` a non-200 response stands for (its body read, at most 1 MiB)."""
@@ -353,6 +335,30 @@ def _read_chunked(
         data = network.read(READ_SIZE, control.read_timeout(idle))
         if not data:
             raise ChunkedError("the connection closed inside the chunked body")
+
+
+def transport_error(
+    exc: BaseException, host: str | None, *, connect: float | None, idle: float | None
+) -> RillError:
+    """The ``RillError`` for what httpx raised before a response arrived (``connect`` and
+    ``idle``: the limits in force, for the message). Connect failures are ``retryable``."""
+    error: RillError
+    if isinstance(exc, httpx.ConnectTimeout):
+        error = TimeoutError_(f"cannot connect to {host}: timed out after {_secs(connect)}")
+        error.retryable = True
+    elif isinstance(exc, httpx.TimeoutException):
+        error = TimeoutError_(f"no response from {host} within {_secs(idle)} (idle timeout)")
+    elif isinstance(exc, httpx.ConnectError) and _is_tls(exc):
+        # Retrying a failed handshake gives the same answer.
+        error = NetworkError(f"TLS handshake with {host} failed: {reason(exc)}")
+    elif isinstance(exc, httpx.ConnectError):
+        error = NetworkError(f"cannot connect to {host}: {reason(exc)}")
+        error.retryable = True
+    elif isinstance(exc, httpx.InvalidURL):
+        error = ConfigError(f"base URL is not valid: {exc}")
+    else:
+        error = NetworkError(f"request to {host} failed: {reason(exc)}")
+    return error
 
 
 def _secs(value: float | None) -> str:
