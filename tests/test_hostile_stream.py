@@ -105,3 +105,25 @@ def test_numbers_that_are_not_numbers_never_reach_usage(
     usage = run(["usage", "--json"])
     assert usage.returncode == 0, usage.stderr
     assert "NaN" not in usage.stdout.decode() and "Infinity" not in usage.stdout.decode()
+
+
+def test_a_batch_line_nested_too_deep_fails_alone(
+    fake_server: FakeOpenRouter, tmp_path: Path
+) -> None:
+    deep = b'{"id": "deep", "prompt": "x", "options": {"a": ' + b"[" * 100_000 + b"]" * 100_000
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(deep + b"}}\n" + json.dumps({"id": "ok", "prompt": "fine"}).encode() + b"\n")
+    out = tmp_path / "out.jsonl"
+    done = run(
+        ["batch", str(items), "-o", str(out), "--base-url", fake_server.url, "-m", "fake/echo"]
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    by_line = {line.get("line"): line for line in lines}
+    assert by_line[1]["exit_code"] == 2 and "nested too deep" in by_line[1]["message"]
+    assert [line["message"]["content"] for line in lines if line["id"] == "ok"] == ["fine"]
+    # A second run reads the output file (deep line and all) and sends only what failed.
+    again = run(
+        ["batch", str(items), "-o", str(out), "--base-url", fake_server.url, "-m", "fake/echo"]
+    )
+    assert again.returncode == 2 and b"Traceback" not in again.stderr

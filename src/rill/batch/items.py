@@ -73,6 +73,8 @@ def parse_item(line: int, raw: bytes) -> Item:
         obj = json.loads(raw)
     except ValueError:  # JSON and UTF-8 errors alike
         return Item(line, None, problem=f"line {line}: not valid JSON")
+    except RecursionError:
+        return Item(line, None, problem=f"line {line}: JSON nested too deep")
     if not isinstance(obj, dict):
         return Item(line, None, problem=f"line {line}: not a JSON object")
     item_id = obj.get("id") if valid_id(obj.get("id")) else None
@@ -145,7 +147,7 @@ def completed_ids(path: Path) -> set[str]:
             continue
         try:
             obj = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if is_done_line(obj):
             done.add(id_key(obj["id"]))

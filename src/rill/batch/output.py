@@ -115,7 +115,7 @@ def compacted(data: bytes) -> bytes | None:
     for raw in data.split(b"\n"):
         try:
             obj = json.loads(raw)
-        except ValueError:  # blank, torn or not UTF-8
+        except (ValueError, RecursionError):  # blank, torn, not UTF-8 or nested too deep
             continue
         if not isinstance(obj, dict) or "id" not in obj:
             continue
