@@ -212,7 +212,10 @@ def ask(
     connect_timeout: Annotated[
         float | None,
         typer.Option(
-            "--connect-timeout", metavar="SECONDS", help="Connect timeout in seconds.", min=0
+            "--connect-timeout",
+            metavar="SECONDS",
+            help="Connect timeout in seconds.",
+            click_type=opt.SECONDS,
         ),
     ] = None,
     first_token_timeout: opt.FirstTokenTimeout = None,

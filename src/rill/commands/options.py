@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from typer._click.types import FloatParamType, FloatRange
 from typer.core import TyperCommand
 
 from rill.commands.completion import complete_model, complete_template
@@ -77,6 +79,40 @@ def choices(enum: type[StrEnum]) -> str:
     return "|".join(member.value for member in enum)
 
 
+def switch(name: str, help: str) -> Any:
+    """A flag that is off unless given."""
+    return typer.Option(name, help=help)
+
+
+def repeated(name: str, help: str, metavar: str = "NAME", **extra: Any) -> Any:
+    """An option that may be given many times (a list, None when never given)."""
+    return typer.Option(name, metavar=metavar, help=help, **extra)
+
+
+class FiniteFloat(FloatParamType):
+    """A number option's type: a finite number. ``nan`` and ``inf`` read as floats, but no
+    JSON request can carry them and no time limit means anything with them."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class FiniteRange(FloatRange):
+    """A finite number within a range (shown in the help, as ``[x>=0]``)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return super().convert(NUMBER.convert(value, param, ctx), param, ctx)
+
+
+NUMBER = FiniteFloat()
+#: Time limits in seconds (0: none).
+SECONDS = FiniteRange(min=0)
+
 #: --option's help: the flag's short form differs (``ask`` has -o, ``batch`` uses -o for output).
 OPTION_HELP = "Extra request field KEY=VALUE (JSON when it parses; @file)."
 
@@ -109,7 +145,10 @@ Param = Annotated[
     ),
 ]
 Temperature = Annotated[
-    float | None, typer.Option("--temperature", metavar="NUMBER", help="Sampling temperature.")
+    float | None,
+    typer.Option(
+        "--temperature", metavar="NUMBER", help="Sampling temperature.", click_type=NUMBER
+    ),
 ]
 MaxTokens = Annotated[
     int | None, typer.Option("--max-tokens", metavar="N", help="Maximum tokens to generate.", min=1)
@@ -123,34 +162,27 @@ BaseUrl = Annotated[
 ]
 Timeout = Annotated[
     float | None,
-    typer.Option("--timeout", metavar="SECONDS", help="Idle timeout in seconds (0: none).", min=0),
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Idle timeout in seconds (0: none).",
+        click_type=SECONDS,
+    ),
 ]
 Retries = Annotated[
     int | None,
     typer.Option("--retries", metavar="N", help="Retries before an answer starts.", min=0),
 ]
-NoHistory = Annotated[
-    bool, typer.Option("--no-history", help="Write nothing under the data folder.")
-]
-Json = Annotated[bool, typer.Option("--json", help="JSON output.")]
+NoHistory = Annotated[bool, switch("--no-history", "Write nothing under the data folder.")]
+Json = Annotated[bool, switch("--json", "JSON output.")]
 
 # OpenRouter routing (rill.input.routing): a usage error with any other server.
 Provider = Annotated[
     list[str] | None,
-    typer.Option(
-        "--provider",
-        metavar="NAME",
-        help="OpenRouter: try this provider (repeat: the order to try).",
-    ),
+    repeated("--provider", "OpenRouter: try this provider (repeat: the order to try)."),
 ]
-Only = Annotated[
-    list[str] | None,
-    typer.Option("--only", metavar="NAME", help="OpenRouter: use only this provider."),
-]
-Ignore = Annotated[
-    list[str] | None,
-    typer.Option("--ignore", metavar="NAME", help="OpenRouter: never use this provider."),
-]
+Only = Annotated[list[str] | None, repeated("--only", "OpenRouter: use only this provider.")]
+Ignore = Annotated[list[str] | None, repeated("--ignore", "OpenRouter: never use this provider.")]
 Sort = Annotated[
     str | None,
     typer.Option(
@@ -160,41 +192,31 @@ Sort = Annotated[
     ),
 ]
 NoFallbacks = Annotated[
-    bool,
-    typer.Option(
-        "--no-fallbacks",
-        help="OpenRouter: no other provider when the chosen ones fail.",
-    ),
+    bool, switch("--no-fallbacks", "OpenRouter: no other provider when the chosen ones fail.")
 ]
-Zdr = Annotated[
-    bool,
-    typer.Option("--zdr", help="OpenRouter: only zero-data-retention endpoints."),
-]
+Zdr = Annotated[bool, switch("--zdr", "OpenRouter: only zero-data-retention endpoints.")]
 DenyDataCollection = Annotated[
     bool,
-    typer.Option(
+    switch(
         "--deny-data-collection",
-        help="OpenRouter: only providers that do not store or train on prompts.",
+        "OpenRouter: only providers that do not store or train on prompts.",
     ),
 ]
 Fallback = Annotated[
     list[str] | None,
-    typer.Option(
+    repeated(
         "--fallback",
+        "OpenRouter: a model to try when the model fails (repeatable, in order).",
         metavar="MODEL",
-        help="OpenRouter: a model to try when the model fails (repeatable, in order).",
         autocompletion=complete_model,
     ),
 ]
-Online = Annotated[
-    bool,
-    typer.Option("--online", help="OpenRouter: add web search (the :online model)."),
-]
+Online = Annotated[bool, switch("--online", "OpenRouter: add web search (the :online model).")]
 Cache = Annotated[
     bool,
-    typer.Option(
+    switch(
         "--cache",
-        help="Mark the system prompt and long context for prompt caching (Anthropic, Gemini).",
+        "Mark the system prompt and long context for prompt caching (Anthropic, Gemini).",
     ),
 ]
 
@@ -205,10 +227,12 @@ FirstTokenTimeout = Annotated[
         "--first-token-timeout",
         metavar="SECONDS",
         help="Limit on the wait for the first token.",
-        min=0,
+        click_type=SECONDS,
     ),
 ]
 TotalTimeout = Annotated[
     float | None,
-    typer.Option("--total-timeout", metavar="SECONDS", help="Limit on the whole run.", min=0),
+    typer.Option(
+        "--total-timeout", metavar="SECONDS", help="Limit on the whole run.", click_type=SECONDS
+    ),
 ]

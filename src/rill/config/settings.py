@@ -7,6 +7,7 @@ directories are used. Nothing here runs at import time: settings are resolved in
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rill.errors import ConfigError
+from rill.errors import ConfigError, UsageError
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 #: OpenRouter routes this meta-model to a suitable model; other servers get no default model.
@@ -122,6 +123,10 @@ def check_config_value(key: str, value: Any, *, source: str = "config") -> None:
         names = expected if isinstance(expected, tuple) else (expected,)
         kind = " or ".join(t.__name__ for t in names)
         raise ConfigError(f"{source}: {key} must be {kind}, not {type(value).__name__}")
+    if has_non_finite(value):
+        if isinstance(value, float):
+            raise ConfigError(f"{source}: {key} must be a finite number, not {value}")
+        raise ConfigError(f"{source}: {key} holds nan or inf: every number must be finite")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{source}: {key} must be one of {', '.join(CHOICES[key])}")
     if key in ("timeout", "connect_timeout", "first_token_timeout", "total_timeout") and value < 0:
@@ -132,6 +137,26 @@ def check_config_value(key: str, value: Any, *, source: str = "config") -> None:
         for alias, target in value.items():
             if not isinstance(target, str):
                 raise ConfigError(f"{source}: aliases.{alias} must be a model ID string")
+
+
+def has_non_finite(value: Any) -> bool:
+    """Whether ``value`` holds NaN or an infinity anywhere (tables and lists are walked).
+
+    TOML spells them ``nan`` and ``inf``, and Python's json reads ``NaN`` and ``1e999``, but no
+    JSON request can carry them (httpx refuses to encode them) and no limit means anything with
+    them. Walked without recursion: a value may nest deeper than the interpreter's stack.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def is_openrouter(base_url: str) -> bool:
@@ -242,9 +267,20 @@ class Settings:
 
 def _number(value: str, name: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, not {value!r}")
+    return number
+
+
+def check_flags(flags: Mapping[str, Any]) -> None:
+    """Numbers given by the caller (command-line flags, ``stream_chat`` arguments) are finite:
+    a usage error otherwise, before anything else is read."""
+    for name, value in flags.items():
+        if has_non_finite(value):
+            raise UsageError(f"{name} must be a finite number, not {value!r}")
 
 
 def resolve_settings(
@@ -255,6 +291,7 @@ def resolve_settings(
     """Merge flags (None = not given), environment, config file and defaults."""
     env = os.environ if env is None else env
     warn = warn or (lambda _msg: None)
+    check_flags(flags)
     paths = resolve_paths(env)
     config = load_config(paths.config_file)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rill.config.settings import has_non_finite
 from rill.errors import UsageError
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
@@ -55,6 +56,9 @@ def parse_option(item: str, *, base_dir: Path | None = None) -> tuple[list[str],
             parsed = json.loads(value)
         except ValueError:
             parsed = value
+    if has_non_finite(parsed):
+        # Python's json reads NaN, Infinity and 1e999; no request body can carry them.
+        raise UsageError(f"-o {key}: NaN and Infinity cannot be sent (JSON has no such numbers)")
     return key.split("."), parsed
 
 
@@ -134,6 +138,8 @@ def load_template(templates_dir: Path, name: str) -> Template:
             raise UsageError(f"template {path}: {key} must be a string")
     if not isinstance(options, dict):
         raise UsageError(f"template {path}: options must be a table")
+    if has_non_finite(options):
+        raise UsageError(f"template {path}: options hold nan or inf, which JSON cannot send")
     return Template(name, data.get("system"), data.get("prompt"), data.get("model"), options)
 
 
