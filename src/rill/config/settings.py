@@ -179,6 +179,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_api_key(key: str, source: str = "the settings") -> str:
+    """``key``, if an HTTP header can carry it; a ``ConfigError`` saying where it came from
+    otherwise, before any request. The message never shows the key, nor any part of it."""
+    if not key.isascii():
+        raise ConfigError(
+            f"the API key from {source} holds a non-ASCII character, which an HTTP header "
+            "cannot carry: check for a typographic quote or a stray character"
+        )
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise ConfigError(
+            f"the API key from {source} holds spaces, line breaks or control characters"
+        )
+    return key
+
+
 def _key_from_config(config: Mapping[str, Any], config_file: Path, warn: Any) -> str | None:
     command = config.get("api_key_cmd")
     if command:
@@ -192,9 +207,9 @@ def _key_from_config(config: Mapping[str, Any], config_file: Path, warn: Any) ->
             raise ConfigError(f"api_key_cmd failed: {exc}") from None
         if done.returncode != 0:
             raise ConfigError(f"api_key_cmd exited with status {done.returncode}")
-        return done.stdout.strip() or None
+        return check_api_key(done.stdout.strip(), "the output of api_key_cmd") or None
     key = config.get("api_key")
-    if not isinstance(key, str) or not key:
+    if not isinstance(key, str) or not key.strip():
         return None
     try:
         mode = stat.S_IMODE(config_file.stat().st_mode)
@@ -206,7 +221,7 @@ def _key_from_config(config: Mapping[str, Any], config_file: Path, warn: Any) ->
             f"ignoring it (run: chmod 600 {config_file})"
         )
         return None
-    return str(key)
+    return check_api_key(key.strip(), f"api_key in {config_file}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +266,8 @@ class Settings:
             raise ConfigError(f"base URL {self.base_url!r} is not valid: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"base URL {self.base_url!r} is not an http(s) URL")
-        if self.api_key and any(ch.isspace() or ord(ch) < 32 for ch in self.api_key):
-            raise ConfigError("the API key contains spaces or control characters")
+        if self.api_key:
+            check_api_key(self.api_key)  # resolve_settings checked it; a caller may replace it
         if self.openrouter and not self.api_key:
             raise ConfigError(
                 "no API key: set OPENROUTER_API_KEY (or api_key_cmd in config.toml) "
@@ -318,8 +333,11 @@ def resolve_settings(
     if max_tokens is None and openrouter:
         max_tokens = OPENROUTER_DEFAULT_MAX_TOKENS
     # Keys pasted from files often carry a trailing newline or CR: that is never part of a key.
-    api_key = (env.get("OPENROUTER_API_KEY") or "").strip() or _key_from_config(
-        config, paths.config_file, warn
+    from_env = (env.get("OPENROUTER_API_KEY") or "").strip()
+    api_key = (
+        check_api_key(from_env, "OPENROUTER_API_KEY")
+        if from_env
+        else _key_from_config(config, paths.config_file, warn)
     )
 
     def seconds(name: str, default: float | None) -> float | None:
