@@ -145,12 +145,14 @@ def _as_group() -> None:
 
 
 def err(message: str, secret: str | None = None) -> None:
-    """One line on stderr, prefixed with the program name, never carrying the key."""
+    """One line on stderr, prefixed with the program name, never carrying the key nor the
+    credentials of a URL."""
     from rill.env import isatty
     from rill.output.diagnostics import note_line, write_line
     from rill.stream.protocol import redact
+    from rill.urls import display_urls
 
-    text = redact(message, secret or os.environ.get("OPENROUTER_API_KEY"))
+    text = display_urls(redact(message, secret or os.environ.get("OPENROUTER_API_KEY")))
     write_line(sys.stderr, note_line(text, tty=isatty(sys.stderr)))
 
 

@@ -126,6 +126,13 @@ def format_value(value: Any) -> str:
     return tomli_w.dumps({"v": value}).partition("=")[2].strip()
 
 
+def shown_value(name: str, value: Any) -> Any:
+    """A value as it may be printed: a base URL without its ``user:password@`` part."""
+    from rill.urls import display_url
+
+    return display_url(value) if name == "base_url" and isinstance(value, str) else value
+
+
 @config_app.command("path", cls=opt.Command)
 def config_path() -> None:
     """Print the path of config.toml (it may not exist yet)."""
@@ -146,7 +153,8 @@ def config_show() -> None:
         warn(f"no config file yet; rill config set KEY VALUE creates {path}")
         return
     key = data.get("api_key")
-    sys.stdout.write(redact(tomli_w.dumps(data), key if isinstance(key, str) else None))
+    shown = {name: shown_value(name, value) for name, value in data.items()}
+    sys.stdout.write(redact(tomli_w.dumps(shown), key if isinstance(key, str) else None))
     sys.stdout.flush()
 
 
@@ -214,7 +222,7 @@ def config_get(
 
     name, alias = split_key(key)
     value, origin = in_effect(name, alias, _config_file())
-    shown = "" if value is None else format_value(value)
+    shown = "" if value is None else format_value(shown_value(name, value))
     if name == "api_key" and isinstance(value, str):
         shown = redact(shown, value)
     if show_origin:

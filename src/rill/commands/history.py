@@ -12,6 +12,7 @@ import typer
 
 from rill.commands import options as opt
 from rill.commands.output import console, piped, print_json, print_table, stdout_is_terminal, warn
+from rill.urls import display_url
 
 if TYPE_CHECKING:
     from rill.history import HistoryStore
@@ -144,6 +145,7 @@ def history_show(
     """Show one chat: every turn, with model, finish reason and usage."""
     store = open_store()
     chat = store.load(store.resolve(ref))
+    chat = {**chat, "exchanges": [public(ex) for ex in chat.get("exchanges", [])]}
     if as_json:
         print_json(chat)
         return
@@ -186,7 +188,14 @@ def history_rm(ref: Annotated[str, typer.Argument(help="Chat ID or unique prefix
 @history_app.command("export")
 def history_export() -> None:
     """Every exchange as JSON lines, oldest first."""
-    print_json(open_store().export(), lines=True)
+    print_json((public(row) for row in open_store().export()), lines=True)
+
+
+def public(exchange: Any) -> Any:
+    """An exchange as it may be shown: a ``base_url`` without credentials (rill stores none,
+    but a file from elsewhere or edited by hand may hold some)."""
+    url = exchange.get("base_url") if isinstance(exchange, dict) else None
+    return {**exchange, "base_url": display_url(url)} if isinstance(url, str) else exchange
 
 
 @history_app.command("search")

@@ -102,5 +102,7 @@ def console(stderr: bool = False) -> Any:
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"rill: {message}\n")
+    from rill.urls import display_urls
+
+    sys.stderr.write(f"rill: {display_urls(message)}\n")
     sys.stderr.flush()

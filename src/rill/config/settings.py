@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from rill.errors import ConfigError, UsageError
+from rill.urls import display_url
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 #: OpenRouter routes this meta-model to a suitable model; other servers get no default model.
@@ -257,15 +258,22 @@ class Settings:
     def openrouter(self) -> bool:
         return self.speaks_openrouter or is_openrouter(self.base_url)
 
-    def check_transport(self) -> None:
-        """Refuse configurations that would leak the key or cannot authenticate."""
+    def check_url(self) -> SplitResult:
+        """The base URL's parts; a ``ConfigError`` (its credentials not shown) when it is not a
+        well-formed http(s) URL."""
         try:
             parts = urlsplit(self.base_url)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError as exc:
-            raise ConfigError(f"base URL {self.base_url!r} is not valid: {exc}") from None
+            shown = display_url(self.base_url)
+            raise ConfigError(f"base URL {shown!r} is not valid: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"base URL {self.base_url!r} is not an http(s) URL")
+            raise ConfigError(f"base URL {display_url(self.base_url)!r} is not an http(s) URL")
+        return parts
+
+    def check_transport(self) -> None:
+        """Refuse configurations that would leak the key or cannot authenticate."""
+        parts = self.check_url()
         if self.api_key:
             check_api_key(self.api_key)  # resolve_settings checked it; a caller may replace it
         if self.openrouter and not self.api_key:
@@ -273,9 +281,10 @@ class Settings:
                 "no API key: set OPENROUTER_API_KEY (or api_key_cmd in config.toml) "
                 "to use OpenRouter"
             )
-        if self.api_key and parts.scheme == "http" and not is_loopback(parts.hostname):
+        host = parts.hostname or ""
+        if self.api_key and parts.scheme == "http" and not is_loopback(host):
             raise ConfigError(
-                f"refusing to send the API key over plain http to {parts.hostname}: "
+                f"refusing to send the API key over plain http to {host}: "
                 "use https, or a loopback address"
             )
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from rill.config.settings import Settings
 from rill.errors import ConfigError, UsageError
+from rill.urls import display_url
 
 SORTS = ("price", "throughput", "latency")
 ONLINE_SUFFIX = ":online"
@@ -139,8 +140,9 @@ def check_routing(flags: RoutingFlags, settings: Settings) -> None:
     """A routing flag for a server that is not OpenRouter is a usage error naming the flag."""
     given = flags.given()
     if given and not settings.openrouter:
+        server = display_url(settings.base_url)
         raise UsageError(
-            f"{given[0]} is OpenRouter-only, and {settings.base_url} is not OpenRouter "
+            f"{given[0]} is OpenRouter-only, and {server} is not OpenRouter "
             "(set RILL_OPENROUTER=1 if it is OpenRouter behind another address)"
         )
 
