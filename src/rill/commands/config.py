@@ -64,6 +64,8 @@ def read_raw(path: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: a value is nested too deeply to read") from None
 
 
 def save(path: Path, data: dict[str, Any]) -> None:
@@ -101,6 +103,8 @@ def parse_value(key: str, alias: str | None, text: str) -> Any:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
+    except RecursionError:
+        raise UsageError(f"{key}: the value is nested too deeply to read") from None
     wants_text = alias is not None or CONFIG_KEYS[key] is str
     if wants_text and not isinstance(value, str):
         value = text

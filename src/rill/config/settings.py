@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from rill.errors import ConfigError, UsageError
 from rill.urls import display_url
+from rill.values import MAX_NESTING, has_non_finite, nested_deeper
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 #: OpenRouter routes this meta-model to a suitable model; other servers get no default model.
@@ -108,6 +109,8 @@ def load_config(path: Path) -> dict[str, Any]:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: a value is nested too deeply to read") from None
     for key, value in data.items():
         check_config_value(key, value, source=str(path))
     return data
@@ -124,6 +127,8 @@ def check_config_value(key: str, value: Any, *, source: str = "config") -> None:
         names = expected if isinstance(expected, tuple) else (expected,)
         kind = " or ".join(t.__name__ for t in names)
         raise ConfigError(f"{source}: {key} must be {kind}, not {type(value).__name__}")
+    if nested_deeper(value):
+        raise ConfigError(f"{source}: {key} is nested more than {MAX_NESTING} deep")
     if has_non_finite(value):
         if isinstance(value, float):
             raise ConfigError(f"{source}: {key} must be a finite number, not {value}")
@@ -138,26 +143,6 @@ def check_config_value(key: str, value: Any, *, source: str = "config") -> None:
         for alias, target in value.items():
             if not isinstance(target, str):
                 raise ConfigError(f"{source}: aliases.{alias} must be a model ID string")
-
-
-def has_non_finite(value: Any) -> bool:
-    """Whether ``value`` holds NaN or an infinity anywhere (tables and lists are walked).
-
-    TOML spells them ``nan`` and ``inf``, and Python's json reads ``NaN`` and ``1e999``, but no
-    JSON request can carry them (httpx refuses to encode them) and no limit means anything with
-    them. Walked without recursion: a value may nest deeper than the interpreter's stack.
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
 
 
 def is_openrouter(base_url: str) -> bool:

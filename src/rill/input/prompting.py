@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rill.config.settings import has_non_finite
 from rill.errors import UsageError
+from rill.values import MAX_NESTING, has_non_finite, nested_deeper
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 
@@ -47,19 +47,24 @@ def parse_option(item: str, *, base_dir: Path | None = None) -> tuple[list[str],
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"-o {key}: cannot read {path}: {exc.strerror}") from None
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = text
+        parsed = _json_or_text(key, text)
     else:
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
+        parsed = _json_or_text(key, value)
+    if nested_deeper(parsed):
+        raise UsageError(f"-o {key}: the value is nested more than {MAX_NESTING} deep")
     if has_non_finite(parsed):
         # Python's json reads NaN, Infinity and 1e999; no request body can carry them.
         raise UsageError(f"-o {key}: NaN and Infinity cannot be sent (JSON has no such numbers)")
     return key.split("."), parsed
+
+
+def _json_or_text(key: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+    except RecursionError:
+        raise UsageError(f"-o {key}: the value is nested too deeply to read") from None
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -132,12 +137,16 @@ def load_template(templates_dir: Path, name: str) -> Template:
         raise UsageError(f"cannot read template {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"template {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"template {path}: a value is nested too deeply to read") from None
     options = data.get("options", {})
     for key in ("system", "prompt", "model"):
         if key in data and not isinstance(data[key], str):
             raise UsageError(f"template {path}: {key} must be a string")
     if not isinstance(options, dict):
         raise UsageError(f"template {path}: options must be a table")
+    if nested_deeper(options, MAX_NESTING - 1):  # options is itself a level
+        raise UsageError(f"template {path}: options are nested more than {MAX_NESTING} deep")
     if has_non_finite(options):
         raise UsageError(f"template {path}: options hold nan or inf, which JSON cannot send")
     return Template(name, data.get("system"), data.get("prompt"), data.get("model"), options)
