@@ -187,9 +187,11 @@ def saving_line(rows: list[dict[str, Any]], by: str) -> str | None:
 
     from rill.config.models import cache_path, read_cache
     from rill.config.settings import resolve_settings
+    from rill.urls import display_url
 
     settings = resolve_settings({}, warn=warn)
-    listing = read_cache(cache_path(settings), settings.base_url, now=time.time(), ttl=float("inf"))
+    server = display_url(settings.base_url)  # as rill.commands.upstream caches it
+    listing = read_cache(cache_path(settings), server, now=time.time(), ttl=float("inf"))
     saved = cache_saving(rows, listing.models) if listing is not None else None
     if saved is None:
         return None

@@ -22,9 +22,10 @@ import httpx
 
 from rill.config.models import ModelList, cache_path, parse_models, read_cache, write_cache
 from rill.config.settings import Settings
-from rill.errors import ConfigError, RillError, error_for_status
+from rill.errors import RillError, error_for_status
 from rill.stream.client import make_http_client, transport_error
 from rill.stream.protocol import build_headers, parse_error_body, redact
+from rill.urls import display_url, display_urls
 
 #: Bodies larger than this are not a model list (OpenRouter's full list is about 0.5 MB).
 MAX_BODY = 64 << 20
@@ -44,26 +45,25 @@ def load_models(
     told why.
     """
     path = cache_path(settings)
+    server = display_url(settings.base_url)  # the cache file never holds a URL's password
     now = clock()
     if not refresh:
-        cached = read_cache(path, settings.base_url, now=now)
+        cached = read_cache(path, server, now=now)
         if cached is not None:  # a cache written before keys were redacted in it is cleaned too
             redact_json(cached.models, settings.api_key)
             return cached
     models = fetch_models(settings, transport=transport)
     try:
-        write_cache(path, settings.base_url, models, fetched_at=now)
+        write_cache(path, server, models, fetched_at=now)
     except OSError as exc:
         if warn is not None:
             warn(f"cannot write the models cache {path}: {exc.strerror or exc}")
-    return ModelList(settings.base_url, models, now, from_cache=False)
+    return ModelList(server, models, now, from_cache=False)
 
 
 def check_models_transport(settings: Settings) -> None:
     """The chat request's rules, except that listing models needs no key."""
-    parts = urlsplit(settings.base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {settings.base_url!r} is not an http(s) URL")
+    settings.check_url()
     if settings.api_key:
         settings.check_transport()
 
@@ -90,7 +90,7 @@ def api_get(settings: Settings, path: str, *, transport: httpx.BaseTransport | N
     try:
         return _get(settings, path, transport)
     except RillError as exc:
-        exc.message = redact(exc.message, settings.api_key)
+        exc.message = display_urls(redact(exc.message, settings.api_key))
         exc.args = (exc.message,)
         raise
 
