@@ -158,7 +158,10 @@ def err(message: str, secret: str | None = None) -> None:
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"rill {__version__}\n")
+        from rill.commands.output import piped
+
+        with piped():
+            sys.stdout.write(f"rill {__version__}\n")
         raise typer.Exit()
 
 

@@ -182,8 +182,10 @@ def completions_command(
     ~/.config/fish/completions/rill.fish."""
     import sys
 
-    sys.stdout.write(script(shell.value))
-    sys.stdout.flush()
+    from rill.commands.output import piped
+
+    with piped():
+        sys.stdout.write(script(shell.value))
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,7 @@ import typer
 
 from rill.commands import options as opt
 from rill.commands.completion import complete_config_key, complete_config_value
-from rill.commands.output import warn
+from rill.commands.output import piped, warn
 
 config_app = typer.Typer(
     name="config",
@@ -140,7 +140,8 @@ def shown_value(name: str, value: Any) -> Any:
 @config_app.command("path", cls=opt.Command)
 def config_path() -> None:
     """Print the path of config.toml (it may not exist yet)."""
-    typer.echo(str(_config_file()))
+    with piped():
+        typer.echo(str(_config_file()))
 
 
 @config_app.command("show", cls=opt.Command)
@@ -158,8 +159,8 @@ def config_show() -> None:
         return
     key = data.get("api_key")
     shown = {name: shown_value(name, value) for name, value in data.items()}
-    sys.stdout.write(redact(tomli_w.dumps(shown), key if isinstance(key, str) else None))
-    sys.stdout.flush()
+    with piped():
+        sys.stdout.write(redact(tomli_w.dumps(shown), key if isinstance(key, str) else None))
 
 
 def in_effect(name: str, alias: str | None, path: Path) -> tuple[Any, str]:
@@ -229,10 +230,11 @@ def config_get(
     shown = "" if value is None else format_value(shown_value(name, value))
     if name == "api_key" and isinstance(value, str):
         shown = redact(shown, value)
-    if show_origin:
-        typer.echo(f"{origin}\t{shown}")
-    elif value is not None:
-        typer.echo(shown)
+    with piped():
+        if show_origin:
+            typer.echo(f"{origin}\t{shown}")
+        elif value is not None:
+            typer.echo(shown)
 
 
 @config_app.command("set", cls=opt.Command)

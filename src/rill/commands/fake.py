@@ -68,7 +68,10 @@ def fake_server_command(
     from rill.fake.cli import serve
 
     if list_scenarios:
-        typer.echo(catalogue(), nl=False)
+        from rill.commands.output import piped
+
+        with piped():
+            typer.echo(catalogue(), nl=False)
         return
     code = serve(
         host, port, key=key, require_auth=not no_auth, scenario=scenario, persona=persona.value

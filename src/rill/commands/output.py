@@ -2,6 +2,7 @@
 
 Every writer here ends the command quietly with exit 141 when stdout is closed early
 (``rill history export | head -c 100``), as the prompt command does: no traceback, no exit 1.
+A stdout that cannot be written (a full disk, ``> /dev/full``) is one line and exit 74.
 """
 
 from __future__ import annotations
@@ -21,16 +22,23 @@ _UNSAFE_CELL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 @contextmanager
 def piped() -> Iterator[None]:
-    """Write to stdout inside this block; a closed pipe becomes a quiet exit 141."""
+    """Write to stdout inside this block; a closed pipe becomes a quiet exit 141, any other
+    write failure an ``OutputError`` (exit 74)."""
+    from rill.process import silence_stdout
+
     try:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
         from rill.errors import ExitCode
-        from rill.process import silence_stdout
 
         silence_stdout()  # the interpreter's last flush must not fail again, loudly
         raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
+    except OSError as exc:
+        from rill.errors import OutputError
+
+        silence_stdout()
+        raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
 
 
 def print_json(obj: Any, *, lines: bool = False) -> None:

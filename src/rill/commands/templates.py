@@ -171,7 +171,8 @@ def templates_path(
 ) -> None:
     """Print the templates folder, or the file of template NAME."""
     path = _path(name) if name is not None else _templates_dir()
-    typer.echo(str(path))
+    with piped():
+        typer.echo(str(path))
 
 
 def register(app: typer.Typer) -> None:
