@@ -331,14 +331,6 @@ def known_bug(obj: Any) -> str | None:
         for function in _tables(obj, "choices", where, "tool_calls", "function"):
             if not isinstance(function.get("arguments"), str) and deep(function.get("arguments")):
                 return "deep tool-call arguments"
-    usage = obj.get("usage")
-    tables = [usage, *_tables(usage, "completion_tokens_details")]
-    tables += _tables(usage, "prompt_tokens_details")
-    for table in tables:
-        if isinstance(table, dict) and any(
-            isinstance(value, float) and not math.isfinite(value) for value in table.values()
-        ):
-            return "usage not finite"
     return None
 
 
