@@ -57,8 +57,9 @@ FORMATS: dict[OutputFormat, str] = {
     "always one JSON line. Events: start {chat_id, model}; chunk {content, done}; reasoning "
     "{content}; tool_call {index, id, name, arguments}; and exactly one terminal event, done "
     "{message, usage, finish_reason, model, provider, id, chat_id} or error {code, message, "
-    "status, exit_code, partial, chat_id}. A run stopped by a signal or a closed output ends with done "
-    'and finish_reason "cancelled". Consumers should ignore event types they do not know.',
+    "status, exit_code, partial, chat_id}. A run stopped by a signal or a closed output ends "
+    'with done and finish_reason "cancelled". Consumers should ignore event types they do not '
+    "know.",
     OutputFormat.jsonl: 'The same events, one JSON object per line, each with an "event" key.',
     OutputFormat.json: "Only the terminal event's object, once, at the end.",
     OutputFormat.openai: "OpenAI-compatible data: {chat.completion.chunk} lines ending in "
