@@ -21,7 +21,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: at the bottom. ``rill.fake`` is a standalone tool (``python -m rill.fake``) that may use
 #: anything below the commands, which start it (``rill fake-server``).
 LAYERS: list[tuple[str, ...]] = [
-    ("rill", "rill.errors", "rill.events", "rill.env", "rill.files", "rill.process"),
+    (
+        "rill",
+        "rill.errors",
+        "rill.events",
+        "rill.env",
+        "rill.files",
+        "rill.process",
+        "rill.urls",
+        "rill.values",
+    ),
     ("rill.config",),
     ("rill.stream",),
     ("rill.history",),
