@@ -47,74 +47,100 @@ def _stderr(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_prompt(args: PromptArgs) -> int:
-    from rill.config.settings import resolve_paths, resolve_settings
-    from rill.input.prompting import (
-        apply_template,
-        build_messages,
-        check_extra,
-        fill,
-        join_prompt,
-        load_template,
-        merge_options,
-    )
-    from rill.stream.client import ChatClient, RetryPolicy, make_http_client
-    from rill.stream.protocol import Request
+def _warn(message: str) -> None:
+    _stderr(f"rill: {message}")
 
-    def warn(message: str) -> None:
-        _stderr(f"rill: {message}")
+
+@dataclass
+class _Ask:
+    """What this run asks, before settings: the user's text and the flags, with a template
+    applied (its model, system prompt and request fields)."""
+
+    text: str
+    flags: dict[str, Any]
+    system: str | None
+    extra: dict[str, Any]
+    template_text: str | None = None
+
+
+def run_prompt(args: PromptArgs) -> int:
+    from rill.config.settings import resolve_settings
+    from rill.stream.client import ChatClient, RetryPolicy, make_http_client
 
     if sys.stdout is None:  # started with stdout closed: rill … >&-
         raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
-    user_text = join_prompt(args.words, args.stdin_text)
-    flags = dict(args.flags)
-    system = flags.get("system")
-    extra: dict[str, Any] = {}
-    template_text = None
+    ask = _ask(args)
+    chat_id, earlier = _continued(args, ask.flags)
+    settings = resolve_settings(ask.flags, warn=_warn)
+    settings.check_transport()
+    request, turn = _request(args, ask, settings, earlier)
+    if args.dry_run:
+        return _print_dry_run(settings, request)
+    store = _recording_store(args, settings)
+    http = make_http_client(settings, args.transport)
+    client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
+    return _stream(args, settings, client, request, store, chat_id, turn)
+
+
+def _ask(args: PromptArgs) -> _Ask:
+    from rill.config.settings import resolve_paths
+    from rill.input.prompting import apply_template, fill, join_prompt, load_template
+
+    ask = _Ask(join_prompt(args.words, args.stdin_text), dict(args.flags), None, {})
+    ask.system = ask.flags.get("system")
     if args.template:
         template = load_template(resolve_paths().templates_dir, args.template)
-        template_system, user_text = apply_template(template, args.params, user_text)
-        template_text = fill(template.prompt, args.params) if template.prompt else None
-        flags["model"] = flags.get("model") or template.model
-        system = system if system is not None else template_system
-        extra.update(template.options)
-    if not user_text.strip():
+        template_system, ask.text = apply_template(template, args.params, ask.text)
+        ask.template_text = fill(template.prompt, args.params) if template.prompt else None
+        ask.flags["model"] = ask.flags.get("model") or template.model
+        ask.system = ask.system if ask.system is not None else template_system
+        ask.extra.update(template.options)
+    if not ask.text.strip():
         raise UsageError(NO_PROMPT)
-    settings = resolve_settings(flags, warn=warn)
-    settings.check_transport()
-    extra.update(merge_options(args.options))
-    check_extra(extra)
-    from rill.input.routing import RoutingFlags, merge_under, routed_model, routing_fields
+    return ask
 
-    routing = flags.get("routing") or RoutingFlags()
+
+def _continued(args: PromptArgs, flags: dict[str, Any]) -> tuple[str | None, list[Any]]:
+    """The chat that ``-c``/``--chat`` continue (its id and messages; ``None, []`` for a new
+    chat). It goes on with its own model on its own server: they fill ``flags`` where the user
+    gave no ``-m`` (or template model) and no ``--base-url``, so that neither the environment
+    nor config.toml moves a chat elsewhere, and the key check sees the chat's server."""
+    if not args.continue_chat and args.chat is None:
+        return None, []
+    from rill.config.settings import resolve_paths
+    from rill.history import HistoryStore
+
+    # Only reading: a --no-history or --dry-run run writes nothing under the data folder.
+    store = HistoryStore(resolve_paths().history_dir, warn=_warn, read_only=True)
+    chat_id = store.resolve(args.chat or "last")
+    model, base_url = store.origin(chat_id)
+    for name, value in (("model", model), ("base_url", base_url)):
+        if flags.get(name) is None and value is not None:
+            flags[name] = value
+    return chat_id, store.conversation(chat_id)
+
+
+def _request(
+    args: PromptArgs, ask: _Ask, settings: Any, earlier: list[Any]
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The request to send, and this turn's new messages (what history records)."""
+    from rill.input.prompting import build_messages, check_extra, merge_options
+    from rill.input.routing import RoutingFlags, merge_under, routed_model, routing_fields
+    from rill.stream.protocol import Request
+
+    extra = {**ask.extra, **merge_options(args.options)}
+    check_extra(extra)
+    routing = ask.flags.get("routing") or RoutingFlags()
     model = routed_model(routing, settings.model)
     extra = merge_under(extra, routing_fields(routing, settings, model))
-
-    recording = settings.history and not args.no_history and not args.dry_run
-    continuing = args.continue_chat or args.chat is not None
-    store = None
-    if recording or continuing:
-        from rill.history import HistoryStore
-
-        # Only reading (--no-history -c, --dry-run): nothing may be written under the data folder.
-        store = HistoryStore(
-            settings.paths.history_dir,
-            settings.history_format,  # type: ignore[arg-type]  # validated by settings
-            warn=warn,
-            read_only=not recording,
-        )
-    chat_id = None
-    earlier: list[dict[str, Any]] = []
-    if store is not None and continuing:
-        chat_id = store.resolve(args.chat or "last")
-        earlier = store.conversation(chat_id)
+    system = ask.system
     if system is None and not earlier:
         system = settings.system  # config's system prompt starts chats; it never replaces one
-    messages, turn = build_messages(user_text, system, earlier)
-    if flags.get("cache"):
+    messages, turn = build_messages(ask.text, system, earlier)
+    if ask.flags.get("cache"):
         from rill.input.caching import mark_cache
 
-        pieces = (args.stdin_text, template_text)
+        pieces = (args.stdin_text, ask.template_text)
         messages = mark_cache(messages, pieces, (model, *routing.fallback))
     request = Request(
         messages=messages,
@@ -125,12 +151,21 @@ def run_prompt(args: PromptArgs) -> int:
         reasoning_effort=args.reasoning_effort,
         extra=extra,
     )
-    if args.dry_run:
-        return _print_dry_run(settings, request)
+    return request, turn
 
-    http = make_http_client(settings, args.transport)
-    client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
-    return _stream(args, settings, client, request, store if recording else None, chat_id, turn)
+
+def _recording_store(args: PromptArgs, settings: Any) -> Any:
+    """The history store this run records into, or None (``--no-history``, ``history =
+    false``)."""
+    if args.no_history or not settings.history:
+        return None
+    from rill.history import HistoryStore
+
+    return HistoryStore(
+        settings.paths.history_dir,
+        settings.history_format,
+        warn=_warn,
+    )
 
 
 def _retry_notes(args: PromptArgs) -> Any:
