@@ -19,6 +19,8 @@ from rill.errors import Cancelled, ExitCode, OutputError, UsageError, reason
 from rill.output.formats import OutputFormat
 from rill.process import cancel_on_signals, silence_stdout
 
+#: Stands in for a missing key while a dry run's configuration is checked; never sent or shown.
+_PLACEHOLDER_KEY = "dry-run"
 NO_PROMPT = "no prompt: give words, '-' for stdin, or pipe text in (try rill --help)"
 
 
@@ -72,7 +74,7 @@ def run_prompt(args: PromptArgs) -> int:
     ask = _ask(args)
     chat_id, earlier = _continued(args, ask.flags)
     settings = resolve_settings(ask.flags, warn=_warn)
-    settings.check_transport()
+    _check_transport(settings, dry_run=args.dry_run)
     request, turn = _request(args, ask, settings, earlier)
     if args.dry_run:
         return _print_dry_run(settings, request)
@@ -80,6 +82,21 @@ def run_prompt(args: PromptArgs) -> int:
     http = make_http_client(settings, args.transport)
     client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
     return _stream(args, settings, client, request, store, chat_id, turn)
+
+
+def _check_transport(settings: Any, *, dry_run: bool) -> None:
+    """Refuse a configuration that cannot send the key safely, or that needs one it lacks.
+
+    A dry run sends nothing, so OpenRouter without a key is fine there: it is checked as the run
+    with a key would be (plain http to another host is still refused), with a placeholder key
+    that goes nowhere, and a note says what the real run needs."""
+    if not (dry_run and settings.openrouter and not settings.api_key):
+        settings.check_transport()
+        return
+    import dataclasses
+
+    dataclasses.replace(settings, api_key=_PLACEHOLDER_KEY).check_transport()
+    _warn("no API key: a real run needs OPENROUTER_API_KEY (or api_key_cmd in config.toml)")
 
 
 def _ask(args: PromptArgs) -> _Ask:
