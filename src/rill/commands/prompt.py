@@ -308,11 +308,32 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
         line(f"rill: cancelled by {error.reason}; kept {kept} characters of the answer{where}")
     elif error is not None:
         line(error_line(error, tty=tty))  # the pipeline already removed the key
-    for note in outcome.notes:
+    for note in [*outcome.notes, *_tool_calls_note(args, outcome)]:
         line(note_line(note, tty=tty))
     if settings.stats:
         line(format_stats(outcome, tty=tty))
     return int(outcome.exit_code)
+
+
+def _tool_calls_note(args: PromptArgs, outcome: Any) -> list[str]:
+    """Text output shows no tool calls: a note says that the answer holds some (how many, which
+    functions) and where to see them. Machine formats carry them already."""
+    if args.fmt is not OutputFormat.text or outcome.error is not None:
+        return []
+    calls = outcome.transcript.tool_calls()
+    if not calls:
+        return []
+    names = [call["function"]["name"] or "?" for call in calls]
+    shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+    count = f"{len(calls)} tool call{'' if len(calls) == 1 else 's'} ({shown})"
+    if outcome.transcript.content.strip():
+        what = f"the answer also holds {count}"
+    else:
+        what = f"the answer is {count} and no text"
+    where = "-f json"
+    if outcome.chat_id:
+        where += f" or rill history show {outcome.chat_id} --json"
+    return [f"{what}: see them with {where}"]
 
 
 def _print_dry_run(settings: Any, request: Any) -> int:
