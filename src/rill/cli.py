@@ -328,8 +328,9 @@ def _check_combinations(
     ctx: Any, *, param: list[str] | None, template: str | None, continue_: bool, chat: str | None
 ) -> None:
     """Options that would silently do nothing, or contradict each other, are usage errors."""
-    if param and not template:
-        ctx.fail("-p fills a template's placeholders: give the template with -t NAME")
+    from rill.commands.prompt import check_params
+
+    check_params(ctx, param, template)
     if continue_ and chat is not None:
         ctx.fail("-c continues the most recent chat and --chat a given one: use one of them")
     if continue_:

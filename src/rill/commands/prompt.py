@@ -44,6 +44,13 @@ class PromptArgs:
     transport: Any = None
 
 
+def check_params(ctx: Any, params: list[str] | None, template: str | None) -> None:
+    """``-p`` without ``-t`` would silently do nothing: a usage error, the same for the prompt
+    command and ``rill batch``."""
+    if params and not template:
+        ctx.fail("-p fills a template's placeholders: give the template with -t NAME")
+
+
 def _stderr(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
