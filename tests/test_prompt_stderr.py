@@ -4,6 +4,7 @@ server, its stdout and stderr pipes read as a script would read them."""
 from __future__ import annotations
 
 import json
+import re
 
 from rill.fake import FakeOpenRouter, Scenario
 from tests.e2e import run
@@ -58,3 +59,27 @@ def test_a_failed_answer_gets_its_error_not_the_note(fake_server: FakeOpenRouter
     code, _, err = ask(fake_server)
     assert code == 7
     assert err == ["rill: it broke"]
+
+
+def stats_line(err: list[str]) -> str:
+    assert len(err) == 1, err
+    assert re.search(r"total \d+\.\d\d s", err[0]), err
+    return err[0]
+
+
+def test_stats_give_no_rate_for_an_answer_that_came_in_one_read(
+    fake_server: FakeOpenRouter,
+) -> None:
+    # The whole stream in one write: no time passes between the first token and the end.
+    fake_server.enqueue(Scenario(content=["one ", "read ", "only"], split="coalesce"))
+    code, out, err = ask(fake_server, "--stats", "--no-history")
+    assert (code, out) == (0, b"one read only")
+    line = stats_line(err)
+    assert "tok/s" not in line and "3 out tokens" in line
+
+
+def test_stats_give_a_rate_for_an_answer_that_took_time(fake_server: FakeOpenRouter) -> None:
+    fake_server.enqueue(Scenario(content=["a ", "paced ", "answer"], chunk_delay=0.05))
+    code, out, err = ask(fake_server, "--stats")
+    assert (code, out) == (0, b"a paced answer")
+    assert re.search(r" · \d+\.\d tok/s · ", stats_line(err)), err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -296,7 +297,8 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
 
     tty = isatty(sys.stderr)
     # On a shared terminal, a line after an answer without a final newline starts a new line.
-    fresh = [bool(getattr(renderer, "at_line_start", True)) if isatty(sys.stdout) else True]
+    shared = _same_terminal(sys.stdout, sys.stderr)
+    fresh = [bool(getattr(renderer, "at_line_start", True)) if shared else True]
 
     def line(text: str) -> None:
         write_line(sys.stderr, text, at_line_start=fresh[0])
@@ -320,6 +322,17 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
     if settings.stats:
         line(format_stats(outcome, tty=tty))
     return int(outcome.exit_code)
+
+
+def _same_terminal(out: Any, err: Any) -> bool:
+    """Whether stdout and stderr are one terminal, where a line on stderr goes on from wherever
+    the answer left the cursor. A stderr redirected to a file never needs a line ended."""
+    if not (isatty(out) and isatty(err)):
+        return False
+    try:
+        return os.path.samestat(os.fstat(out.fileno()), os.fstat(err.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return True  # two terminals that cannot be told apart: most likely the same screen
 
 
 def _tool_calls_note(args: PromptArgs, outcome: Any) -> list[str]:
