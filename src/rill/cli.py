@@ -188,14 +188,17 @@ def ask(
         typer.Option("--format", "-f", metavar=opt.choices(OutputFormat), help="Output format."),
     ] = OutputFormat.text,
     continue_: Annotated[
-        bool, typer.Option("--continue", "-c", help="Continue the most recent chat.")
+        bool,
+        typer.Option(
+            "--continue", "-c", help="Continue the most recent chat, on its own model and server."
+        ),
     ] = False,
     chat: Annotated[
         str | None,
         typer.Option(
             "--chat",
             metavar="ID",
-            help="Continue this chat (ID or unique prefix).",
+            help="Continue this chat (ID or unique prefix), on its own model and server.",
             autocompletion=complete_chat,
         ),
     ] = None,
@@ -231,7 +234,10 @@ def ask(
     template: opt.Template = None,
     param: opt.Param = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the request (key redacted); send nothing. Needs no key."
+        ),
     ] = False,
     provider: opt.Provider = None,
     only: opt.Only = None,
