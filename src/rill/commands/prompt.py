@@ -212,7 +212,6 @@ def _stream(
     chat_id: str | None,
     turn: list[dict[str, Any]],
 ) -> int:
-    from rill.output.formats import make_renderer
     from rill.stream.control import Limits
     from rill.stream.pipeline import ChatStream, NullSink
 
@@ -231,6 +230,25 @@ def _stream(
             )
         )
 
+    renderer = _renderer(args, settings)
+    limits = Limits(
+        idle=settings.timeout,
+        first_token=settings.first_token_timeout,
+        total=settings.total_timeout,
+    )
+    stream = ChatStream(client, request, begin=begin, limits=limits)
+    with cancel_on_signals(stream):
+        try:
+            outcome = _render(stream, renderer)
+        finally:
+            client.http.close()
+        return _report(args, settings, outcome, renderer)
+
+
+def _renderer(args: PromptArgs, settings: Any) -> Any:
+    """The format's renderer on stdout, wrapped for a terminal when either stream is one."""
+    from rill.output.formats import make_renderer
+
     out = sys.stdout.buffer
     tty = isatty(sys.stdout)
     renderer = make_renderer(args.fmt, out, tty=tty)
@@ -248,18 +266,7 @@ def _stream(
             stderr_tty=stderr_tty,
             raw=args.raw,
         )
-    limits = Limits(
-        idle=settings.timeout,
-        first_token=settings.first_token_timeout,
-        total=settings.total_timeout,
-    )
-    stream = ChatStream(client, request, begin=begin, limits=limits)
-    with cancel_on_signals(stream):
-        try:
-            outcome = _render(stream, renderer)
-        finally:
-            client.http.close()
-        return _report(args, settings, outcome, renderer)
+    return renderer
 
 
 def _render(stream: Any, renderer: Any) -> Any:
