@@ -209,3 +209,19 @@ def test_a_run_that_waited_for_a_rewrite_appends_to_the_new_file(tmp_path: Path)
     finally:
         os.close(fd)
     assert [r["id"] for r in lines_of(path.read_bytes())] == [1, 2]
+
+
+def test_params_without_a_template_are_a_usage_error_like_the_prompt_commands(
+    fake_server: FakeOpenRouter,
+) -> None:
+    data = jsonl({"id": 1, "prompt": "one"})
+    done = batch(fake_server, "-p", "lang", "fr", input=data)
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert done.stderr.decode() == (
+        "rill: -p fills a template's placeholders: give the template with -t NAME"
+        " (see rill batch --help)\n"
+    )
+    assert fake_server.chat_requests == []
+    prompt = run(["--base-url", fake_server.url, "-p", "lang", "fr", "hi"])
+    assert prompt.returncode == 2
+    assert prompt.stderr.decode().split(" (see")[0] == done.stderr.decode().split(" (see")[0]

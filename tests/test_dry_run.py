@@ -143,3 +143,29 @@ def test_an_empty_prompt_is_still_a_usage_error() -> None:
     done = run(["--dry-run"], env=os.environ)
     assert done.returncode == 2
     assert done.stdout == b""
+
+
+def test_openrouter_needs_no_key_for_a_dry_run(rill_env: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENROUTER_API_KEY"}
+    done = run(["--dry-run", "hi"], env=env)
+    assert done.returncode == 0, done.stderr
+    line, headers, body = parse(done.stdout.decode())
+    assert line == f"POST {OPENROUTER}/chat/completions"
+    assert "Authorization" not in headers
+    assert body["messages"] == [{"role": "user", "content": "hi"}]
+    # One note says what the real run will need; nothing else on stderr.
+    assert done.stderr.decode().splitlines() == [
+        "rill: no API key: a real run needs OPENROUTER_API_KEY (or api_key_cmd in config.toml)"
+    ]
+    assert run(["hi"], env=env).returncode == 3  # the real run still refuses
+    assert not (rill_env / "history").exists()
+
+
+def test_a_dry_run_without_a_key_still_refuses_plain_http_to_another_host() -> None:
+    # The configuration is checked as the run with a key would be: that run would send the key
+    # in the clear, so it is refused here too.
+    env = {k: v for k, v in os.environ.items() if k != "OPENROUTER_API_KEY"}
+    done = run(["--dry-run", "--base-url", "http://openrouter.ai/api/v1", "hi"], env=env)
+    assert done.returncode == 3
+    assert done.stdout == b""
+    assert b"plain http" in done.stderr

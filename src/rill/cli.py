@@ -193,14 +193,17 @@ def ask(
         typer.Option("--format", "-f", metavar=opt.choices(OutputFormat), help="Output format."),
     ] = OutputFormat.text,
     continue_: Annotated[
-        bool, typer.Option("--continue", "-c", help="Continue the most recent chat.")
+        bool,
+        typer.Option(
+            "--continue", "-c", help="Continue the most recent chat, on its own model and server."
+        ),
     ] = False,
     chat: Annotated[
         str | None,
         typer.Option(
             "--chat",
             metavar="ID",
-            help="Continue this chat (ID or unique prefix).",
+            help="Continue this chat (ID or unique prefix), on its own model and server.",
             autocompletion=complete_chat,
         ),
     ] = None,
@@ -239,7 +242,10 @@ def ask(
     template: opt.Template = None,
     param: opt.Param = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the request (key redacted); send nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Print the request (key redacted); send nothing. Needs no key."
+        ),
     ] = False,
     provider: opt.Provider = None,
     only: opt.Only = None,
@@ -336,8 +342,9 @@ def _check_combinations(
     ctx: Any, *, param: list[str] | None, template: str | None, continue_: bool, chat: str | None
 ) -> None:
     """Options that would silently do nothing, or contradict each other, are usage errors."""
-    if param and not template:
-        ctx.fail("-p fills a template's placeholders: give the template with -t NAME")
+    from rill.commands.prompt import check_params
+
+    check_params(ctx, param, template)
     if continue_ and chat is not None:
         ctx.fail("-c continues the most recent chat and --chat a given one: use one of them")
     if continue_:

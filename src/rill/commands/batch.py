@@ -96,9 +96,11 @@ def batch_command(
     cache: opt.Cache = False,
 ) -> None:
     from rill.batch import BatchArgs, run_batch
+    from rill.commands.prompt import check_params
     from rill.input.prompting import parse_params
     from rill.input.routing import make_flags
 
+    check_params(ctx, param, template)
     routing = make_flags(
         provider=provider,
         only=only,

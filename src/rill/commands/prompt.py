@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from rill.errors import Cancelled, ExitCode, OutputError, UsageError, reason
 from rill.output.formats import OutputFormat
 from rill.process import cancel_on_signals, silence_stdout
 
+#: Stands in for a missing key while a dry run's configuration is checked; never sent or shown.
+_PLACEHOLDER_KEY = "dry-run"
 NO_PROMPT = "no prompt: give words, '-' for stdin, or pipe text in (try rill --help)"
 
 
@@ -42,79 +45,127 @@ class PromptArgs:
     transport: Any = None
 
 
+def check_params(ctx: Any, params: list[str] | None, template: str | None) -> None:
+    """``-p`` without ``-t`` would silently do nothing: a usage error, the same for the prompt
+    command and ``rill batch``."""
+    if params and not template:
+        ctx.fail("-p fills a template's placeholders: give the template with -t NAME")
+
+
 def _stderr(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
 
-def run_prompt(args: PromptArgs) -> int:
-    from rill.config.settings import resolve_paths, resolve_settings
-    from rill.input.prompting import (
-        apply_template,
-        build_messages,
-        check_extra,
-        fill,
-        join_prompt,
-        load_template,
-        merge_options,
-    )
-    from rill.stream.client import ChatClient, RetryPolicy, make_http_client
-    from rill.stream.protocol import Request
+def _warn(message: str) -> None:
+    _stderr(f"rill: {message}")
 
-    def warn(message: str) -> None:
-        _stderr(f"rill: {message}")
+
+@dataclass
+class _Ask:
+    """What this run asks, before settings: the user's text and the flags, with a template
+    applied (its model, system prompt and request fields)."""
+
+    text: str
+    flags: dict[str, Any]
+    system: str | None
+    extra: dict[str, Any]
+    template_text: str | None = None
+
+
+def run_prompt(args: PromptArgs) -> int:
+    from rill.config.settings import resolve_settings
+    from rill.stream.client import ChatClient, RetryPolicy, make_http_client
 
     if sys.stdout is None:  # started with stdout closed: rill … >&-
         raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
-    user_text = join_prompt(args.words, args.stdin_text)
-    flags = dict(args.flags)
-    system = flags.get("system")
-    extra: dict[str, Any] = {}
-    template_text = None
+    ask = _ask(args)
+    chat_id, earlier = _continued(args, ask.flags)
+    settings = resolve_settings(ask.flags, warn=_warn)
+    _check_transport(settings, dry_run=args.dry_run)
+    request, turn = _request(args, ask, settings, earlier)
+    if args.dry_run:
+        return _print_dry_run(settings, request)
+    store = _recording_store(args, settings)
+    http = make_http_client(settings, args.transport)
+    client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
+    return _stream(args, settings, client, request, store, chat_id, turn)
+
+
+def _check_transport(settings: Any, *, dry_run: bool) -> None:
+    """Refuse a configuration that cannot send the key safely, or that needs one it lacks.
+
+    A dry run sends nothing, so OpenRouter without a key is fine there: it is checked as the run
+    with a key would be (plain http to another host is still refused), with a placeholder key
+    that goes nowhere, and a note says what the real run needs."""
+    if not (dry_run and settings.openrouter and not settings.api_key):
+        settings.check_transport()
+        return
+    import dataclasses
+
+    dataclasses.replace(settings, api_key=_PLACEHOLDER_KEY).check_transport()
+    _warn("no API key: a real run needs OPENROUTER_API_KEY (or api_key_cmd in config.toml)")
+
+
+def _ask(args: PromptArgs) -> _Ask:
+    from rill.config.settings import resolve_paths
+    from rill.input.prompting import apply_template, fill, join_prompt, load_template
+
+    ask = _Ask(join_prompt(args.words, args.stdin_text), dict(args.flags), None, {})
+    ask.system = ask.flags.get("system")
     if args.template:
         template = load_template(resolve_paths().templates_dir, args.template)
-        template_system, user_text = apply_template(template, args.params, user_text)
-        template_text = fill(template.prompt, args.params) if template.prompt else None
-        flags["model"] = flags.get("model") or template.model
-        system = system if system is not None else template_system
-        extra.update(template.options)
-    if not user_text.strip():
+        template_system, ask.text = apply_template(template, args.params, ask.text)
+        ask.template_text = fill(template.prompt, args.params) if template.prompt else None
+        ask.flags["model"] = ask.flags.get("model") or template.model
+        ask.system = ask.system if ask.system is not None else template_system
+        ask.extra.update(template.options)
+    if not ask.text.strip():
         raise UsageError(NO_PROMPT)
-    settings = resolve_settings(flags, warn=warn)
-    settings.check_transport()
-    extra.update(merge_options(args.options))
-    check_extra(extra)
-    from rill.input.routing import RoutingFlags, merge_under, routed_model, routing_fields
+    return ask
 
-    routing = flags.get("routing") or RoutingFlags()
+
+def _continued(args: PromptArgs, flags: dict[str, Any]) -> tuple[str | None, list[Any]]:
+    """The chat that ``-c``/``--chat`` continue (its id and messages; ``None, []`` for a new
+    chat). It goes on with its own model on its own server: they fill ``flags`` where the user
+    gave no ``-m`` (or template model) and no ``--base-url``, so that neither the environment
+    nor config.toml moves a chat elsewhere, and the key check sees the chat's server."""
+    if not args.continue_chat and args.chat is None:
+        return None, []
+    from rill.config.settings import resolve_paths
+    from rill.history import HistoryStore
+
+    # Only reading: a --no-history or --dry-run run writes nothing under the data folder.
+    store = HistoryStore(resolve_paths().history_dir, warn=_warn, read_only=True)
+    chat_id = store.resolve(args.chat or "last")
+    model, base_url = store.origin(chat_id)
+    for name, value in (("model", model), ("base_url", base_url)):
+        if flags.get(name) is None and value is not None:
+            flags[name] = value
+    return chat_id, store.conversation(chat_id)
+
+
+def _request(
+    args: PromptArgs, ask: _Ask, settings: Any, earlier: list[Any]
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The request to send, and this turn's new messages (what history records)."""
+    from rill.input.prompting import build_messages, check_extra, merge_options
+    from rill.input.routing import RoutingFlags, merge_under, routed_model, routing_fields
+    from rill.stream.protocol import Request
+
+    extra = {**ask.extra, **merge_options(args.options)}
+    check_extra(extra)
+    routing = ask.flags.get("routing") or RoutingFlags()
     model = routed_model(routing, settings.model)
     extra = merge_under(extra, routing_fields(routing, settings, model))
-
-    recording = settings.history and not args.no_history and not args.dry_run
-    continuing = args.continue_chat or args.chat is not None
-    store = None
-    if recording or continuing:
-        from rill.history import HistoryStore
-
-        # Only reading (--no-history -c, --dry-run): nothing may be written under the data folder.
-        store = HistoryStore(
-            settings.paths.history_dir,
-            settings.history_format,  # type: ignore[arg-type]  # validated by settings
-            warn=warn,
-            read_only=not recording,
-        )
-    chat_id = None
-    earlier: list[dict[str, Any]] = []
-    if store is not None and continuing:
-        chat_id = store.resolve(args.chat or "last")
-        earlier = store.conversation(chat_id)
+    system = ask.system
     if system is None and not earlier:
         system = settings.system  # config's system prompt starts chats; it never replaces one
-    messages, turn = build_messages(user_text, system, earlier)
-    if flags.get("cache"):
+    messages, turn = build_messages(ask.text, system, earlier)
+    if ask.flags.get("cache"):
         from rill.input.caching import mark_cache
 
-        pieces = (args.stdin_text, template_text)
+        pieces = (args.stdin_text, ask.template_text)
         messages = mark_cache(messages, pieces, (model, *routing.fallback))
     request = Request(
         messages=messages,
@@ -125,12 +176,21 @@ def run_prompt(args: PromptArgs) -> int:
         reasoning_effort=args.reasoning_effort,
         extra=extra,
     )
-    if args.dry_run:
-        return _print_dry_run(settings, request)
+    return request, turn
 
-    http = make_http_client(settings, args.transport)
-    client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
-    return _stream(args, settings, client, request, store if recording else None, chat_id, turn)
+
+def _recording_store(args: PromptArgs, settings: Any) -> Any:
+    """The history store this run records into, or None (``--no-history``, ``history =
+    false``)."""
+    if args.no_history or not settings.history:
+        return None
+    from rill.history import HistoryStore
+
+    return HistoryStore(
+        settings.paths.history_dir,
+        settings.history_format,
+        warn=_warn,
+    )
 
 
 def _retry_notes(args: PromptArgs) -> Any:
@@ -152,7 +212,6 @@ def _stream(
     chat_id: str | None,
     turn: list[dict[str, Any]],
 ) -> int:
-    from rill.output.formats import make_renderer
     from rill.stream.control import Limits
     from rill.stream.pipeline import ChatStream, NullSink
 
@@ -171,6 +230,25 @@ def _stream(
             )
         )
 
+    renderer = _renderer(args, settings)
+    limits = Limits(
+        idle=settings.timeout,
+        first_token=settings.first_token_timeout,
+        total=settings.total_timeout,
+    )
+    stream = ChatStream(client, request, begin=begin, limits=limits)
+    with cancel_on_signals(stream):
+        try:
+            outcome = _render(stream, renderer)
+        finally:
+            client.http.close()
+        return _report(args, settings, outcome, renderer)
+
+
+def _renderer(args: PromptArgs, settings: Any) -> Any:
+    """The format's renderer on stdout, wrapped for a terminal when either stream is one."""
+    from rill.output.formats import make_renderer
+
     out = sys.stdout.buffer
     tty = isatty(sys.stdout)
     renderer = make_renderer(args.fmt, out, tty=tty)
@@ -188,18 +266,7 @@ def _stream(
             stderr_tty=stderr_tty,
             raw=args.raw,
         )
-    limits = Limits(
-        idle=settings.timeout,
-        first_token=settings.first_token_timeout,
-        total=settings.total_timeout,
-    )
-    stream = ChatStream(client, request, begin=begin, limits=limits)
-    with cancel_on_signals(stream):
-        try:
-            outcome = _render(stream, renderer)
-        finally:
-            client.http.close()
-        return _report(args, settings, outcome, renderer)
+    return renderer
 
 
 def _render(stream: Any, renderer: Any) -> Any:
@@ -237,7 +304,8 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
 
     tty = isatty(sys.stderr)
     # On a shared terminal, a line after an answer without a final newline starts a new line.
-    fresh = [bool(getattr(renderer, "at_line_start", True)) if isatty(sys.stdout) else True]
+    shared = _same_terminal(sys.stdout, sys.stderr)
+    fresh = [bool(getattr(renderer, "at_line_start", True)) if shared else True]
 
     def line(text: str) -> None:
         write_line(sys.stderr, text, at_line_start=fresh[0])
@@ -256,11 +324,43 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
         line(f"rill: cancelled by {error.reason}; kept {kept} characters of the answer{where}")
     elif error is not None:
         line(error_line(error, tty=tty))  # the pipeline already removed the key
-    for note in outcome.notes:
+    for note in [*outcome.notes, *_tool_calls_note(args, outcome)]:
         line(note_line(note, tty=tty))
     if settings.stats:
         line(format_stats(outcome, tty=tty))
     return int(outcome.exit_code)
+
+
+def _same_terminal(out: Any, err: Any) -> bool:
+    """Whether stdout and stderr are one terminal, where a line on stderr goes on from wherever
+    the answer left the cursor. A stderr redirected to a file never needs a line ended."""
+    if not (isatty(out) and isatty(err)):
+        return False
+    try:
+        return os.path.samestat(os.fstat(out.fileno()), os.fstat(err.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return True  # two terminals that cannot be told apart: most likely the same screen
+
+
+def _tool_calls_note(args: PromptArgs, outcome: Any) -> list[str]:
+    """Text output shows no tool calls: a note says that the answer holds some (how many, which
+    functions) and where to see them. Machine formats carry them already."""
+    if args.fmt is not OutputFormat.text or outcome.error is not None:
+        return []
+    calls = outcome.transcript.tool_calls()
+    if not calls:
+        return []
+    names = [call["function"]["name"] or "?" for call in calls]
+    shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+    count = f"{len(calls)} tool call{'' if len(calls) == 1 else 's'} ({shown})"
+    if outcome.transcript.content.strip():
+        what = f"the answer also holds {count}"
+    else:
+        what = f"the answer is {count} and no text"
+    where = "-f json"
+    if outcome.chat_id:
+        where += f" or rill history show {outcome.chat_id} --json"
+    return [f"{what}: see them with {where}"]
 
 
 def _print_dry_run(settings: Any, request: Any) -> int:
