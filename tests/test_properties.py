@@ -5,8 +5,8 @@ verdict must be h11's); random JSON values (deep nesting, long strings, numbers 
 strings belong, NaN and infinities) go through the transcript and the history recorder. Nothing
 may escape but the errors each part documents, and whatever the recorder writes must read back.
 
-Bugs found here in code owned elsewhere are pinned, each by its smallest input, as strict
-xfails in tests/test_known_bugs.py; the properties leave those inputs out.
+The smallest inputs of the bugs these properties found are kept as plain regression tests in
+tests/test_deep_input_regressions.py.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import h11
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rill.errors import RillError
 from rill.history import ExchangeStart, HistoryStore
-from rill.history.normalise import MAX_DEPTH, depth
 from rill.stream.chunked import MAX_LINE, ChunkedDecoder, ChunkedError
 from rill.stream.sse import ServerSentEvent, SSEDecoder
 from rill.stream.transcript import Transcript
@@ -315,25 +314,6 @@ def _tables(value: Any, *keys: str) -> list[dict[str, Any]]:
     return found
 
 
-def known_bug(obj: Any) -> str | None:
-    """Which of the pinned transcript bugs (the xfail cases at the end) ``obj`` runs into."""
-
-    def deep(value: Any) -> bool:
-        return depth(value, 300) > 300
-
-    if not isinstance(obj, dict):
-        return None
-    choices = _tables(obj, "choices")
-    errors = [obj.get("error"), *(choice.get("error") for choice in choices)]
-    if any(deep(error) for error in errors):
-        return "deep error"
-    for where in ("delta", "message"):
-        for function in _tables(obj, "choices", where, "tool_calls", "function"):
-            if not isinstance(function.get("arguments"), str) and deep(function.get("arguments")):
-                return "deep tool-call arguments"
-    return None
-
-
 def fold(transcript: Transcript, obj: Any, whole: bool) -> None:
     """One chunk (or a whole answer) in, as the session hands it over; the documented errors
     are the only ones allowed out."""
@@ -352,7 +332,6 @@ def test_the_transcript_takes_any_chunks_and_can_always_be_read(
     drawn: list[dict[str, Any]], whole: bool
 ) -> None:
     objs = real(drawn)
-    assume(not any(known_bug(obj) for obj in objs))
     transcript = Transcript()
     for obj in objs:
         fold(transcript, obj, whole)
@@ -407,15 +386,6 @@ SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 texts = st.lists(st.tuples(st.text(max_size=20), st.text(max_size=5)), max_size=5)
 
 
-def history_known_bug(outcome: dict[str, Any]) -> str | None:
-    """Which of the pinned recorder bugs (the xfail cases at the end) ``outcome`` runs into."""
-    for key in ("timings", "error"):
-        value = outcome.get(key)
-        if value and not isinstance(value, dict) and depth(value, MAX_DEPTH) <= MAX_DEPTH:
-            return f"{key} is not a table"
-    return None
-
-
 def record_and_read(
     fmt: str, msgs: list[dict[str, Any]], request: Any, adds: Any, outcome: Any
 ) -> None:
@@ -450,7 +420,6 @@ def test_whatever_the_recorder_writes_reads_back(
     fmt: str, msgs: list[dict[str, Any]], request: Any, adds: Any, outcome: Any
 ) -> None:
     outcome = real(outcome)
-    assume(not history_known_bug(outcome))
     record_and_read(fmt, real(msgs), real(request), adds, outcome)
 
 

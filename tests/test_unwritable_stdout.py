@@ -65,20 +65,12 @@ def test_a_closed_stdout_is_still_a_quiet_141(args: list[str]) -> None:
     assert (result.returncode, result.stderr) == (141, b"")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="commands/prompt.py suppresses the OSError of renderer.finish: -f json exits 0 "
-    "with nothing written",
-)
 def test_json_format_to_a_full_disk_is_exit_74(fake_server: FakeOpenRouter) -> None:
     result = to_full_disk(["--base-url", fake_server.url, "-m", "fake/echo", "-f", "json", "hi"])
     assert result.returncode == 74
     assert result.stderr.startswith(b"rill: ")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="rill/batch stops on a write error with exit 1, not the documented 74"
-)
 def test_batch_to_a_full_disk_is_exit_74(fake_server: FakeOpenRouter) -> None:
     with open("/dev/full", "wb") as full:
         result = subprocess.run(

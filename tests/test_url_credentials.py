@@ -150,10 +150,6 @@ def test_history_shows_no_credentials_even_from_a_file_that_holds_some(
         assert_hidden(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="commands/prompt.py prints settings.base_url as given in the dry run's POST line",
-)
 def test_dry_run_prints_the_url_without_credentials(fake_server: FakeOpenRouter) -> None:
     result = run(["--base-url", with_userinfo(fake_server.url), "-m", "m", "--dry-run", "hi"])
     assert result.returncode == 0
@@ -161,10 +157,6 @@ def test_dry_run_prints_the_url_without_credentials(fake_server: FakeOpenRouter)
     assert_hidden(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream/pipeline.py removes the key from upstream error text, not URL credentials",
-)
 def test_an_upstream_error_quoting_the_url_is_shown_without_credentials(
     fake_server: FakeOpenRouter,
 ) -> None:

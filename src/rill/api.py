@@ -77,6 +77,7 @@ def stream_chat(
         messages, turn = build_messages(prompt, system if system is not None else settings.system)
     else:
         messages, turn = list(prompt), list(prompt)
+    _check_values(options or {}, messages)
     request = Request(
         messages=messages,
         model=settings.model,
@@ -99,6 +100,17 @@ def stream_chat(
     limits = Limits(settings.timeout, settings.first_token_timeout, settings.total_timeout)
     client = ChatClient(settings, make_http_client(settings))
     return _pull(ChatStream(client, request, begin=begin, limits=limits))
+
+
+def _check_values(options: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+    """What JSON cannot carry is refused before anything is sent, as for ``-o``."""
+    from rill.errors import UsageError
+    from rill.values import MAX_NESTING, has_non_finite, nested_deeper
+
+    if has_non_finite(options) or has_non_finite(messages):
+        raise UsageError("NaN and Infinity cannot be sent (JSON has no such numbers)")
+    if nested_deeper(options) or nested_deeper(messages, MAX_NESTING + 1):
+        raise UsageError(f"options and messages may not nest more than {MAX_NESTING} deep")
 
 
 def _pull(stream: Any) -> Iterator[Event]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rill.errors import UsageError
+from rill.values import MAX_NESTING, has_non_finite, nested_deeper
 
 ItemId = str | int
 
@@ -44,6 +45,10 @@ def valid_id(value: Any) -> bool:
 def _item_problem(obj: dict[str, Any]) -> str | None:
     if "id" not in obj:
         return "no id"
+    if has_non_finite(obj):
+        return "NaN and Infinity cannot be sent (JSON has no such numbers)"
+    if nested_deeper(obj):
+        return f"nested more than {MAX_NESTING} deep"
     if not valid_id(obj["id"]):
         return "id must be a non-empty string or an integer"
     prompt, messages = obj.get("prompt"), obj.get("messages")

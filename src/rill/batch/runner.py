@@ -116,7 +116,7 @@ class Batch:
             self.stop.trigger("a closed stdout", ExitCode.BROKEN_PIPE)
         except OSError as exc:
             self.reporter.say(f"cannot write the output: {exc.strerror or exc}")
-            self.stop.trigger("a write error", ExitCode.INTERNAL)
+            self.stop.trigger("a write error", ExitCode.OUTPUT)
         if code != 0 and not cancelled:
             self.reporter.failure(item, terminal)
 

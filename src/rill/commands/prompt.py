@@ -8,7 +8,6 @@ the outcome on stderr.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -239,10 +238,11 @@ def _stream(
     stream = ChatStream(client, request, begin=begin, limits=limits)
     with cancel_on_signals(stream):
         try:
-            outcome = _render(stream, renderer)
+            outcome, late = _render(stream, renderer)
         finally:
             client.http.close()
-        return _report(args, settings, outcome, renderer)
+        code = _report(args, settings, outcome, renderer)
+        return code if late is None else _late_output_failure(late, outcome)
 
 
 def _renderer(args: PromptArgs, settings: Any) -> Any:
@@ -269,8 +269,10 @@ def _renderer(args: PromptArgs, settings: Any) -> Any:
     return renderer
 
 
-def _render(stream: Any, renderer: Any) -> Any:
-    """Pull the stream into the renderer: one write and flush per network read."""
+def _render(stream: Any, renderer: Any) -> tuple[Any, OSError | None]:
+    """Pull the stream into the renderer: one write and flush per network read. Returns the
+    outcome, and why stdout failed if it did only once the answer was complete (its record
+    stays complete: only the exit code tells)."""
     from rill.events import Start
     from rill.stream.pipeline import Received
 
@@ -283,19 +285,32 @@ def _render(stream: Any, renderer: Any) -> Any:
             elif kind is Start:
                 renderer.start(step, stream.transcript)
             else:
-                with contextlib.suppress(OSError):
-                    renderer.finish(step)  # stdout may be gone: the record is what is kept
+                try:
+                    renderer.finish(step)
+                except OSError as exc:
+                    return stream.outcome, exc
     except OSError as exc:
         # stdout is closed or cannot be written: the answer so far is recorded as cancelled.
         stream.cancel(_output_gone(exc))
         stream.close()
-    return stream.outcome
+    return stream.outcome, None
 
 
 def _output_gone(exc: OSError) -> Cancelled:
     if isinstance(exc, BrokenPipeError):
         return Cancelled("broken pipe", ExitCode.BROKEN_PIPE)
     return Cancelled(f"an unwritable stdout ({reason(exc)})", ExitCode.OUTPUT)
+
+
+def _late_output_failure(failure: OSError, outcome: Any) -> int:
+    """stdout failed on the answer's last write (``-f json`` writes only then): the answer is
+    complete in history, the exit code says it was not shown."""
+    silence_stdout()
+    if isinstance(failure, BrokenPipeError):
+        return int(ExitCode.BROKEN_PIPE)
+    where = f"in chat {outcome.chat_id}" if outcome.chat_id else "not kept (no history)"
+    _warn(f"cannot write to stdout ({reason(failure)}); the answer is {where}")
+    return int(ExitCode.OUTPUT)
 
 
 def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int:
@@ -365,10 +380,11 @@ def _tool_calls_note(args: PromptArgs, outcome: Any) -> list[str]:
 
 def _print_dry_run(settings: Any, request: Any) -> int:
     from rill.stream.protocol import build_headers, build_payload, redacted_headers
+    from rill.urls import display_url
 
     headers = redacted_headers(build_headers(settings, stream=request.stream), settings.api_key)
     body = build_payload(request, openrouter=settings.openrouter)
-    lines = [f"POST {settings.base_url}/chat/completions"]
+    lines = [f"POST {display_url(settings.base_url)}/chat/completions"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     lines += ["", json.dumps(body, ensure_ascii=False, indent=2), ""]
     sys.stdout.write("\n".join(lines))

@@ -23,7 +23,7 @@ import httpx
 from rill.config.models import ModelList, cache_path, parse_models, read_cache, write_cache
 from rill.config.settings import Settings
 from rill.errors import RillError, error_for_status
-from rill.stream.client import make_http_client, transport_error
+from rill.stream.client import make_http_client, request_url, transport_error
 from rill.stream.protocol import build_headers, parse_error_body, redact
 from rill.urls import display_url, display_urls
 
@@ -96,7 +96,7 @@ def api_get(settings: Settings, path: str, *, transport: httpx.BaseTransport | N
 
 
 def _get(settings: Settings, path: str, transport: httpx.BaseTransport | None) -> str:
-    url = f"{settings.base_url}{path}"
+    url = request_url(settings, path)
     host = urlsplit(url).hostname
     headers = build_headers(settings, stream=False)
     headers.pop("Content-Type", None)  # a GET has no body

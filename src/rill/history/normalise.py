@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from rill.urls import display_url
 
 MAX_DEPTH = 64  # deeper structures are dropped: json and tomllib recurse to read them
 TEXT_FIELDS = ("served_model", "provider", "generation_id", "finish_reason")
@@ -47,6 +48,17 @@ def shallow(value: Any, name: str, notes: list[str]) -> Any:
         notes.append(f"{name} was nested more than {MAX_DEPTH} deep; dropped")
         return None
     return value
+
+
+def table(value: Any, name: str, notes: list[str]) -> dict[str, Any] | None:
+    """``value`` if it is a table no deeper than ``MAX_DEPTH``, else None (with a note): the
+    reader skips an exchange whose table field is anything else."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        notes.append(f"{name} was a {type(value).__name__}, not a table; dropped")
+        return None
+    return shallow(value, name, notes)  # type: ignore[no-any-return]
 
 
 def finite_numbers(value: Any, name: str, notes: list[str]) -> Any:
@@ -94,10 +106,4 @@ def is_number(value: Any) -> bool:
 
 def public_url(url: Any) -> str | None:
     """``url`` without any ``user:password@`` part: what may be stored and shown."""
-    if not isinstance(url, str):
-        return None
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=host))
+    return display_url(url) if isinstance(url, str) else None

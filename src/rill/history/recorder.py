@@ -169,8 +169,8 @@ class ExchangeRecorder:
             key: normalise.text_or_none(outcome.get(key), key, notes)
             for key in normalise.TEXT_FIELDS
         }
-        timings = normalise.shallow(outcome.get("timings"), "timings", notes)
-        error = normalise.shallow(outcome.get("error"), "error", notes)
+        timings = normalise.table(outcome.get("timings"), "timings", notes)
+        error = normalise.table(outcome.get("error"), "error", notes)
         final = {
             "status": "done",
             "finished_at": now_iso(),

@@ -91,6 +91,8 @@ class HistoryStore(ChatFiles):
             where, reason = failed_path(exc, self.root), os_reason(exc)
         except (ValueError, TypeError) as exc:
             where, reason = str(self.root), str(exc)
+        except RecursionError:
+            where, reason = str(self.root), "the messages are nested too deep to store"
         with self._not_saved_lock:
             self.not_saved += 1
         self.say(f"history: cannot write {where}: {reason}; the answer is not saved")

@@ -36,6 +36,7 @@ from rill.errors import (
 from rill.stream.chunked import ChunkedDecoder, ChunkedError
 from rill.stream.control import Control, Limits
 from rill.stream.protocol import Request, build_headers, build_payload, parse_error_body, redact
+from rill.urls import display_url
 
 RETRY_STATUSES = frozenset({408, 429, 502, 503})
 BACKOFF_BASE = 0.5  # seconds; doubled per attempt, with full jitter
@@ -136,7 +137,7 @@ class ChatClient:
         #: Read chunked bodies past h11 (see ``reads``). Off for a pool whose connections should
         #: be kept alive between requests (batch): a body read past h11 closes its connection.
         self.direct_body = direct_body
-        self.url = f"{settings.base_url}/chat/completions"
+        self.url = request_url(settings, "/chat/completions")
 
     def payload(self, request: Request) -> dict[str, Any]:
         return build_payload(request, openrouter=self.settings.openrouter)
@@ -335,6 +336,14 @@ def _read_chunked(
         data = network.read(READ_SIZE, control.read_timeout(idle))
         if not data:
             raise ChunkedError("the connection closed inside the chunked body")
+
+
+def request_url(settings: Settings, path: str) -> str:
+    """The URL a request goes to. httpx turns a ``user:password@`` in it into Basic auth, which
+    would replace the API key's Bearer header: with a key, the key authenticates and the
+    userinfo is left out; without one, it is the proxy's Basic auth and is kept."""
+    url = f"{settings.base_url}{path}"
+    return display_url(url) if settings.api_key else url
 
 
 def transport_error(

@@ -39,6 +39,7 @@ from rill.stream.outcome import Outcome, conclude
 from rill.stream.protocol import Request, redact
 from rill.stream.sse import SSEDecoder
 from rill.stream.transcript import Transcript
+from rill.urls import display_urls
 
 
 class ExchangeSink(Protocol):
@@ -175,7 +176,7 @@ class ChatStream:
         if error is not None:
             # Upstream text can quote the Authorization header: the key never goes further.
             key = self.client.settings.api_key
-            error.message = redact(error.message, key)
+            error.message = display_urls(redact(error.message, key))
             code = getattr(error, "code", None)
             if isinstance(code, str):
                 error.code = redact(code, key)  # type: ignore[attr-defined]

@@ -236,11 +236,13 @@ class Transcript:
         self.provider = obj.get("provider") or self.provider
 
     def _raise_error(self, error: Any, obj: dict[str, Any]) -> None:
-        if isinstance(error, dict):
-            code = error.get("code")
-            message = error_message(error)
-        else:
-            code, message = None, str(error)
+        code = error.get("code") if isinstance(error, dict) else None
+        try:
+            message = error_message(error) if isinstance(error, dict) else str(error)
+        except RecursionError:
+            message = "the upstream sent an error nested too deep to read"
+        if not isinstance(code, int | str) or isinstance(code, bool):
+            code = None  # an upstream code that is a structure says nothing a script can use
         self.finish_reason = "error"
         raise error_for_chunk(code, message, body=obj)
 
@@ -272,7 +274,10 @@ class Transcript:
             name = function.get("name") or None
             args = function.get("arguments")
             if args is not None and not isinstance(args, str):
-                args = json.dumps(args)  # some servers send parsed objects
+                try:
+                    args = json.dumps(args)  # some servers send parsed objects
+                except (RecursionError, ValueError):
+                    raise TypeError("tool-call arguments that cannot be JSON") from None
             raw_index = frag.get("index")
             if not isinstance(raw_index, int):
                 # A missing index continues the last call (OpenRouter's SDK does the same).

@@ -1,8 +1,6 @@
-"""Bugs found by the properties in tests/test_properties.py, in code owned elsewhere, each
-pinned by its smallest input as a strict xfail. The properties leave these inputs out
-(``known_bug``, ``history_known_bug``) so they keep guarding everything else; fixing one turns
-its case here into an unexpected pass: then drop the marker and the matching filter clause.
-"""
+"""Regression tests: the smallest inputs with which tests/test_properties.py found a crash
+(deep errors and tool-call arguments, deep prompts, outcome fields that are not tables, NaN in a
+batch line). Each was a traceback or a lost answer; each is now an ordinary error or a note."""
 
 from __future__ import annotations
 
@@ -21,21 +19,16 @@ from tests.e2e import run
 from tests.test_properties import SCRATCH, SHAPE_ERRORS, nested
 
 
-@pytest.mark.xfail(strict=True, reason="stream/transcript.py _raise_error: str() of a deep error")
 def test_a_deep_error_value_is_a_stream_error() -> None:
     with pytest.raises(StreamError):
         Transcript().add_chunk({"error": nested(None, 5000, "list")})
 
 
-@pytest.mark.xfail(strict=True, reason="stream/protocol.py error_message: str() of a deep field")
 def test_a_deep_error_message_is_a_stream_error() -> None:
     with pytest.raises(StreamError):
         Transcript().add_chunk({"error": {"message": nested(None, 5000, "list")}})
 
 
-@pytest.mark.xfail(
-    strict=True, reason="stream/transcript.py _add_tool_calls: json.dumps of deep arguments"
-)
 def test_deep_tool_call_arguments_are_a_shape_error_at_worst() -> None:
     function = {"name": "f", "arguments": nested(1, 5000, "list")}
     chunk = {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": function}]}}]}
@@ -45,10 +38,6 @@ def test_deep_tool_call_arguments_are_a_shape_error_at_worst() -> None:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="history/records.py without_none and json.dumps recurse: RecursionError escapes begin",
-)
 def test_a_deep_message_does_not_escape_begin_as_a_crash() -> None:
     with tempfile.TemporaryDirectory(dir=SCRATCH) as folder:
         store = HistoryStore(Path(folder), warn=lambda _message: None)
@@ -56,11 +45,6 @@ def test_a_deep_message_does_not_escape_begin_as_a_crash() -> None:
         store.begin(ExchangeStart(None, [deep], "m", {}, ""))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="history/recorder.py _final_fields keeps timings/error that are not tables; the "
-    "reader then skips the whole exchange as damaged, answer included",
-)
 @pytest.mark.parametrize("outcome", [{"timings": True}, {"error": "boom"}])
 def test_an_outcome_field_that_is_not_a_table_keeps_the_answer(outcome: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(dir=SCRATCH) as folder:
@@ -76,10 +60,6 @@ def test_an_outcome_field_that_is_not_a_table_keeps_the_answer(outcome: dict[str
 # The same bugs, seen from the command line (the installed rill against the fake server).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batch/items.py takes a NaN in a line's options; httpx refuses to send it: exit 1",
-)
 def test_a_batch_item_whose_options_hold_nan_is_a_bad_item(fake_server: FakeOpenRouter) -> None:
     line = b'{"id": 1, "prompt": "a", "options": {"temperature": NaN}}\n'
     result = run(["batch", "--base-url", fake_server.url, "-m", "fake/echo"], input=line)
