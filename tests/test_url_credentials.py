@@ -180,3 +180,15 @@ def test_the_models_cache_keeps_no_credentials(fake_server: FakeOpenRouter, rill
     again = run(["models", "--base-url", url, "--json"])  # served from that cache
     assert (again.returncode, again.stdout) == (0, result.stdout)
     assert len(fake_server.requests) == 1
+
+
+def test_with_a_key_the_key_authenticates_not_the_urls_userinfo(
+    fake_server: FakeOpenRouter,
+) -> None:
+    fake_server.enqueue(Scenario(content=["fine"]))
+    result = run(["--base-url", with_userinfo(fake_server.url), "-m", "m", "hi"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"fine"
+    (request,) = fake_server.chat_requests
+    assert request.headers["authorization"] == f"Bearer {fake_server.api_key}"
+    assert_hidden(result)
