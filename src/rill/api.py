@@ -52,14 +52,14 @@ def stream_chat(
     """
     import dataclasses
 
-    from rill.config.settings import resolve_settings
+    from rill.config.settings import SettingFlags, resolve_settings
     from rill.input.prompting import build_messages
     from rill.stream.client import ChatClient, make_http_client
     from rill.stream.control import Limits
     from rill.stream.pipeline import ChatStream, NullSink
     from rill.stream.protocol import Request
 
-    flags = {
+    flags: SettingFlags = {
         "model": model,
         "base_url": base_url,
         "max_tokens": max_tokens,

@@ -317,10 +317,9 @@ def ask(
             "color": color.value if color else None,
             "markdown": markdown,
             "show_reasoning": show_reasoning,
-            # Not settings: read by the prompt command (rill.input.routing, rill.input.caching).
-            "routing": routing,
-            "cache": cache,
         },
+        routing=routing,
+        cache=bool(cache),
         fmt=fmt,
         continue_chat=continue_,
         chat=chat,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TextIO
 
 import httpx
 
-from rill.config.settings import Settings
+from rill.config.settings import SettingFlags, Settings
 from rill.env import isatty
 from rill.errors import ExitCode, UsageError
 from rill.process import silence_stdout
@@ -38,7 +38,7 @@ class BatchArgs:
     output: str | None = None
     ordered: bool = False
     lines: bool = False
-    flags: dict[str, Any] = field(default_factory=dict)
+    flags: SettingFlags = field(default_factory=lambda: SettingFlags())
     reasoning_effort: str | None = None
     options: list[str] = field(default_factory=list)
     no_history: bool = False
@@ -73,7 +73,7 @@ def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Def
     from rill.config.settings import resolve_paths, resolve_settings
     from rill.input.prompting import apply_template, load_template, merge_options
 
-    flags = dict(args.flags)
+    flags = args.flags.copy()
     template = None
     template_system: str | None = None
     template_text = ""

@@ -12,12 +12,16 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rill.env import isatty
 from rill.errors import Cancelled, ExitCode, OutputError, UsageError, reason
 from rill.output.formats import OutputFormat
 from rill.process import cancel_on_signals, silence_stdout
+
+if TYPE_CHECKING:
+    from rill.config.settings import SettingFlags
+    from rill.input.routing import RoutingFlags
 
 #: Stands in for a missing key while a dry run's configuration is checked; never sent or shown.
 _PLACEHOLDER_KEY = "dry-run"
@@ -28,7 +32,7 @@ NO_PROMPT = "no prompt: give words, '-' for stdin, or pipe text in (try rill --h
 class PromptArgs:
     words: list[str]
     stdin_text: str | None
-    flags: dict[str, Any]
+    flags: SettingFlags
     fmt: OutputFormat = OutputFormat.text
     continue_chat: bool = False
     chat: str | None = None
@@ -42,6 +46,10 @@ class PromptArgs:
     raw: bool = False
     debug: bool = False
     transport: Any = None
+    routing: RoutingFlags | None = None
+    """OpenRouter's routing flags (``rill.input.routing``); None: none given."""
+    cache: bool = False
+    """``--cache``: mark the prompt for caching (``rill.input.caching``)."""
 
 
 def check_params(ctx: Any, params: list[str] | None, template: str | None) -> None:
@@ -66,7 +74,7 @@ class _Ask:
     applied (its model, system prompt and request fields)."""
 
     text: str
-    flags: dict[str, Any]
+    flags: SettingFlags
     system: str | None
     extra: dict[str, Any]
     template_text: str | None = None
@@ -110,7 +118,7 @@ def _ask(args: PromptArgs) -> _Ask:
     from rill.config.settings import resolve_paths
     from rill.input.prompting import apply_template, fill, join_prompt, load_template
 
-    ask = _Ask(join_prompt(args.words, args.stdin_text), dict(args.flags), None, {})
+    ask = _Ask(join_prompt(args.words, args.stdin_text), args.flags.copy(), None, {})
     ask.system = ask.flags.get("system")
     if args.template:
         template = load_template(resolve_paths().templates_dir, args.template)
@@ -124,7 +132,7 @@ def _ask(args: PromptArgs) -> _Ask:
     return ask
 
 
-def _continued(args: PromptArgs, flags: dict[str, Any]) -> tuple[str | None, list[Any]]:
+def _continued(args: PromptArgs, flags: SettingFlags) -> tuple[str | None, list[Any]]:
     """The chat that ``-c``/``--chat`` continue (its id and messages; ``None, []`` for a new
     chat). It goes on with its own model on its own server: they fill ``flags`` where the user
     gave no ``-m`` (or template model) and no ``--base-url``, so that neither the environment
@@ -138,9 +146,10 @@ def _continued(args: PromptArgs, flags: dict[str, Any]) -> tuple[str | None, lis
     store = HistoryStore(resolve_paths().history_dir, warn=_warn, read_only=True)
     chat_id = store.resolve(args.chat or "last")
     model, base_url = store.origin(chat_id)
-    for name, value in (("model", model), ("base_url", base_url)):
-        if flags.get(name) is None and value is not None:
-            flags[name] = value
+    if flags.get("model") is None and model is not None:
+        flags["model"] = model
+    if flags.get("base_url") is None and base_url is not None:
+        flags["base_url"] = base_url
     return chat_id, store.conversation(chat_id)
 
 
@@ -154,14 +163,14 @@ def _request(
 
     extra = {**ask.extra, **merge_options(args.options)}
     check_extra(extra)
-    routing = ask.flags.get("routing") or RoutingFlags()
+    routing = args.routing or RoutingFlags()
     model = routed_model(routing, settings.model)
     extra = merge_under(extra, routing_fields(routing, settings, model))
     system = ask.system
     if system is None and not earlier:
         system = settings.system  # config's system prompt starts chats; it never replaces one
     messages, turn = build_messages(ask.text, system, earlier)
-    if ask.flags.get("cache"):
+    if args.cache:
         from rill.input.caching import mark_cache
 
         pieces = (args.stdin_text, ask.template_text)

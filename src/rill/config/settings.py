@@ -13,7 +13,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import SplitResult, urlsplit
 
 from rill.errors import ConfigError, UsageError
@@ -292,8 +292,28 @@ def check_flags(flags: Mapping[str, Any]) -> None:
             raise UsageError(f"{name} must be a finite number, not {value!r}")
 
 
+class SettingFlags(TypedDict, total=False):
+    """What a command's flags say about the settings; a missing key or None means "not given",
+    so the environment, config.toml and the defaults decide (see ``resolve_settings``)."""
+
+    model: str | None
+    system: str | None
+    base_url: str | None
+    temperature: float | None
+    max_tokens: int | None
+    timeout: float | None
+    connect_timeout: float | None
+    first_token_timeout: float | None
+    total_timeout: float | None
+    retries: int | None
+    stats: bool | None
+    color: str | None
+    markdown: bool | None
+    show_reasoning: bool | None
+
+
 def resolve_settings(
-    flags: Mapping[str, Any],
+    flags: SettingFlags,
     env: Mapping[str, str] | None = None,
     warn: Any = None,
 ) -> Settings:
@@ -304,9 +324,11 @@ def resolve_settings(
     paths = resolve_paths(env)
     config = load_config(paths.config_file)
 
+    given: Mapping[str, Any] = flags
+
     def pick(name: str, env_var: str | None = None, default: Any = None) -> Any:
-        if flags.get(name) is not None:
-            return flags[name]
+        if given.get(name) is not None:
+            return given[name]
         if env_var and env.get(env_var):
             return env[env_var]
         if name in config:
