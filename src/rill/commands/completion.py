@@ -67,11 +67,13 @@ def _aliases() -> list[str]:
 
 
 def complete_config_key(incomplete: str) -> list[str]:
-    """Config keys, and ``aliases.NAME`` for the aliases already defined."""
+    """Config keys, ``aliases.NAME`` for the aliases already defined, and ``provider.KEY``."""
     from rill.config.settings import CONFIG_KEYS
+    from rill.input.routing import TABLE_KEYS
 
-    keys = [k for k in CONFIG_KEYS if k != "aliases"]
+    keys = [k for k in CONFIG_KEYS if k not in ("aliases", "provider")]
     keys += [f"aliases.{name}" for name in _aliases()] or ["aliases."]
+    keys += [f"provider.{name}" for name in TABLE_KEYS]
     return [k for k in keys if k.startswith(incomplete)]
 
 
@@ -80,7 +82,15 @@ def complete_config_value(ctx: typer.Context, incomplete: str) -> list[str]:
     from rill.config.settings import CHOICES, CONFIG_KEYS
 
     key = str(ctx.params.get("key") or "")
-    if key in CHOICES:
+    provider_choices = {
+        "provider.sort": ["price", "throughput", "latency"],
+        "provider.data_collection": ["allow", "deny"],
+        **{f"provider.{k}": ["true", "false"] for k in ("allow_fallbacks", "zdr")},
+        "provider.require_parameters": ["true", "false"],
+    }
+    if key in provider_choices:
+        values = provider_choices[key]
+    elif key in CHOICES:
         values = list(CHOICES[key])
     elif CONFIG_KEYS.get(key) is bool:
         values = ["true", "false"]

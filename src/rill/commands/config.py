@@ -3,8 +3,10 @@
 Values on the command line are TOML values when they parse (``30``, ``true``, ``"text"``, ``{a =
 "b"}``) and strings otherwise, so ``rill config set model openai/gpt-4o`` needs no quotes. A key
 that expects a string keeps the words as typed (``rill config set system 1984``). ``aliases.NAME``
-reaches into the ``[aliases]`` table. The file is rewritten atomically with mode 0600, since it
-may hold ``api_key``; other keys are kept, comments are not (TOML writers do not keep them).
+reaches into the ``[aliases]`` table, ``provider.KEY`` into ``[provider]`` (OpenRouter's routing
+defaults: ``rill config set provider.order openai,anthropic``). The file is rewritten atomically
+with mode 0600, since it may hold ``api_key``; other keys are kept, comments are not (TOML
+writers do not keep them).
 
 ``get`` prints the value in effect: the environment's, else the file's, else rill's default
 (``--show-origin`` says which). A key with no value at all prints nothing and exits 0: exit 1
@@ -77,17 +79,30 @@ def save(path: Path, data: dict[str, Any]) -> None:
     write_private(path, tomli_w.dumps(data))
 
 
+#: Tables whose entries are set one by one: ``aliases.NAME`` (any name) and ``provider.KEY``.
+TABLES = ("aliases", "provider")
+
+
 def split_key(key: str) -> tuple[str, str | None]:
-    """``"aliases.fast"`` → ``("aliases", "fast")``; ``"model"`` → ``("model", None)``."""
+    """``"aliases.fast"`` → ``("aliases", "fast")``; ``"provider.sort"`` → ``("provider",
+    "sort")``; ``"model"`` → ``("model", None)``."""
     from rill.config.settings import CONFIG_KEYS
     from rill.errors import UsageError
+    from rill.input.routing import TABLE_KEYS
 
-    name, dot, alias = key.partition(".")
-    if dot and name == "aliases" and alias:
-        return name, alias
+    name, dot, entry = key.partition(".")
+    if dot and name == "aliases" and entry:
+        return name, entry
+    if dot and name == "provider" and entry in TABLE_KEYS:
+        return name, entry
+    if dot and name == "provider":
+        known = ", ".join(f"provider.{k}" for k in sorted(TABLE_KEYS))
+        raise UsageError(f"unknown config key {key!r} (known: {known})")
     if dot or name not in CONFIG_KEYS:
         known = ", ".join(sorted(CONFIG_KEYS))
-        raise UsageError(f"unknown config key {key!r} (known keys: {known}, aliases.NAME)")
+        raise UsageError(
+            f"unknown config key {key!r} (known keys: {known}, aliases.NAME, provider.KEY)"
+        )
     return name, None
 
 
@@ -105,6 +120,8 @@ def parse_value(key: str, alias: str | None, text: str) -> Any:
         value = text
     except RecursionError:
         raise UsageError(f"{key}: the value is nested too deeply to read") from None
+    if key == "provider" and alias is not None:
+        return _provider_value(alias, value, text)
     wants_text = alias is not None or CONFIG_KEYS[key] is str
     if wants_text and not isinstance(value, str):
         value = text
@@ -119,6 +136,24 @@ def parse_value(key: str, alias: str | None, text: str) -> Any:
     return value
 
 
+def _provider_value(entry: str, value: Any, text: str) -> Any:
+    """A ``provider.KEY`` value, checked as the ``[provider]`` table is: a list may be given as
+    TOML (``["openai", "anthropic"]``) or as comma-separated names."""
+    from rill.errors import ConfigError, UsageError
+    from rill.input.routing import TABLE_KEYS, check_table
+
+    expected = TABLE_KEYS[entry]
+    if expected is list and isinstance(value, str):
+        value = [name.strip() for name in value.split(",") if name.strip()]
+    elif expected is str and not isinstance(value, str):
+        value = text
+    try:
+        check_table({entry: value}, source=f"provider.{entry}")
+    except ConfigError as exc:
+        raise UsageError(exc.message) from None
+    return value
+
+
 def format_value(value: Any) -> str:
     """Strings as they are; other values (numbers, booleans, tables) as TOML."""
     import tomli_w
@@ -127,6 +162,10 @@ def format_value(value: Any) -> str:
         return value
     if isinstance(value, dict):
         return tomli_w.dumps(value).rstrip("\n")
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        import json  # one line; for strings and numbers JSON is TOML's inline array too
+
+        return json.dumps(value, ensure_ascii=False)
     return tomli_w.dumps({"v": value}).partition("=")[2].strip()
 
 
@@ -268,10 +307,10 @@ def config_unset(key: KeyArg) -> None:
     path = _config_file()
     data = read_raw(path)
     name, dot, alias = key.partition(".")
-    if not (key in data or (dot and name == "aliases" and alias)):
+    if not (key in data or (dot and name in TABLES and alias)):
         split_key(key)  # an unknown name is an error; a known one that is unset is a no-op
         return
-    if alias and name == "aliases":
+    if alias and name in TABLES:
         table = data.get(name)
         if not isinstance(table, dict) or alias not in table:
             return
