@@ -277,3 +277,22 @@ def test_an_error_object_names_the_chat_that_recorded_it(fake_server: FakeOpenRo
     error = json.loads(result.stdout)
     listed = json.loads(run(["history", "list", "--json"]).stdout)
     assert error["chat_id"] == listed[0]["id"] and error["exit_code"] == 5
+
+
+def test_the_prompt_command_writes_to_the_environment_it_is_given(
+    fake_server: FakeOpenRouter,
+) -> None:
+    import io
+
+    from rill.commands.prompt import PromptArgs, run_prompt
+    from rill.config.settings import SettingFlags
+    from rill.env import Environment
+
+    fake_server.enqueue(Scenario(content=PIECES))
+    out, err = io.BytesIO(), io.StringIO()
+    flags: SettingFlags = {"base_url": fake_server.url, "model": "test/m", "stats": True}
+    env = Environment(stdin=None, stdout=out, stderr=err)
+    code = run_prompt(PromptArgs(["hi"], None, flags, no_history=True, env=env))
+    assert code == 0
+    assert out.getvalue() == b"one two three "
+    assert err.getvalue().startswith("rill: ") and "tokens" in err.getvalue()

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rill.env import isatty
+from rill.env import Environment
 from rill.errors import Cancelled, ExitCode, OutputError, UsageError, reason
 from rill.output.formats import OutputFormat
 from rill.process import cancel_on_signals, silence_stdout
@@ -50,6 +50,8 @@ class PromptArgs:
     """OpenRouter's routing flags (``rill.input.routing``); None: none given."""
     cache: bool = False
     """``--cache``: mark the prompt for caching (``rill.input.caching``)."""
+    env: Environment | None = None
+    """Where the run reads and writes; None: the process's own streams."""
 
 
 def check_params(ctx: Any, params: list[str] | None, template: str | None) -> None:
@@ -84,15 +86,17 @@ def run_prompt(args: PromptArgs) -> int:
     from rill.config.settings import resolve_settings
     from rill.stream.client import ChatClient, RetryPolicy, make_http_client
 
-    if sys.stdout is None:  # started with stdout closed: rill … >&-
-        raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
+    if args.env is None:
+        if sys.stdout is None:  # started with stdout closed: rill … >&-
+            raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
+        args.env = Environment.from_process()
     ask = _ask(args)
     chat_id, earlier = _continued(args, ask.flags)
     settings = resolve_settings(ask.flags, warn=_warn)
     _check_transport(settings, dry_run=args.dry_run)
     request, turn = _request(args, ask, settings, earlier)
     if args.dry_run:
-        return _print_dry_run(settings, request)
+        return _print_dry_run(args.env, settings, request)
     store = _recording_store(args, settings)
     http = make_http_client(settings, args.transport)
     client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
@@ -203,12 +207,19 @@ def _recording_store(args: PromptArgs, settings: Any) -> Any:
 
 def _retry_notes(args: PromptArgs) -> Any:
     """Retry notes are for people watching; a script's stderr gets only the final outcome."""
-    tty = isatty(sys.stderr)
+    env = _env(args)
+    tty = env.stderr_isatty
     if not (args.debug or tty):
         return None
     from rill.output.diagnostics import note_line, write_line
 
-    return lambda note: write_line(sys.stderr, note_line(note, tty=tty))
+    return lambda note: write_line(env.stderr, note_line(note, tty=tty))
+
+
+def _env(args: PromptArgs) -> Environment:
+    if args.env is None:  # run_prompt sets it before anything is written
+        raise RuntimeError("the run has no environment")
+    return args.env
 
 
 def _stream(
@@ -258,10 +269,10 @@ def _renderer(args: PromptArgs, settings: Any) -> Any:
     """The format's renderer on stdout, wrapped for a terminal when either stream is one."""
     from rill.output.formats import make_renderer
 
-    out = sys.stdout.buffer
-    tty = isatty(sys.stdout)
-    renderer = make_renderer(args.fmt, out, tty=tty)
-    stderr_tty = isatty(sys.stderr)
+    env = _env(args)
+    tty = env.stdout_isatty
+    renderer = make_renderer(args.fmt, env.stdout, tty=tty)
+    stderr_tty = env.stderr_isatty
     if tty or stderr_tty:
         # Spinner, live markdown, dimmed reasoning and safe output exist only for terminals;
         # a plain pipe never imports any of it.
@@ -326,13 +337,14 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
     """The run's lines on stderr (error or cancel, notes, ``--stats``) and its exit code."""
     from rill.output.diagnostics import error_line, format_stats, note_line, write_line
 
-    tty = isatty(sys.stderr)
+    env = _env(args)
+    tty = env.stderr_isatty
     # On a shared terminal, a line after an answer without a final newline starts a new line.
-    shared = _same_terminal(sys.stdout, sys.stderr)
+    shared = _same_terminal(env)
     fresh = [bool(getattr(renderer, "at_line_start", True)) if shared else True]
 
     def line(text: str) -> None:
-        write_line(sys.stderr, text, at_line_start=fresh[0])
+        write_line(env.stderr, text, at_line_start=fresh[0])
         fresh[0] = True
 
     error = outcome.error
@@ -355,13 +367,13 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
     return int(outcome.exit_code)
 
 
-def _same_terminal(out: Any, err: Any) -> bool:
+def _same_terminal(env: Environment) -> bool:
     """Whether stdout and stderr are one terminal, where a line on stderr goes on from wherever
     the answer left the cursor. A stderr redirected to a file never needs a line ended."""
-    if not (isatty(out) and isatty(err)):
+    if not (env.stdout_isatty and env.stderr_isatty):
         return False
     try:
-        return os.path.samestat(os.fstat(out.fileno()), os.fstat(err.fileno()))
+        return os.path.samestat(os.fstat(env.stdout.fileno()), os.fstat(env.stderr.fileno()))
     except (OSError, ValueError, AttributeError):
         return True  # two terminals that cannot be told apart: most likely the same screen
 
@@ -387,7 +399,7 @@ def _tool_calls_note(args: PromptArgs, outcome: Any) -> list[str]:
     return [f"{what}: see them with {where}"]
 
 
-def _print_dry_run(settings: Any, request: Any) -> int:
+def _print_dry_run(env: Environment, settings: Any, request: Any) -> int:
     from rill.stream.protocol import build_headers, build_payload, redacted_headers
     from rill.urls import display_url
 
@@ -396,6 +408,6 @@ def _print_dry_run(settings: Any, request: Any) -> int:
     lines = [f"POST {display_url(settings.base_url)}/chat/completions"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     lines += ["", json.dumps(body, ensure_ascii=False, indent=2), ""]
-    sys.stdout.write("\n".join(lines))
-    sys.stdout.flush()
+    env.stdout.write("\n".join(lines).encode("utf-8", "replace"))
+    env.stdout.flush()
     return int(ExitCode.OK)
