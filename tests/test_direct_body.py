@@ -1,4 +1,4 @@
-"""Reading a chunked body past h11 (``rill.stream.client.reads``): same bytes, same errors,
+"""Reading a chunked body past h11 (``rill.stream.body.reads``): same bytes, same errors,
 fewer reads.
 
 A raw socket server sends exact bytes, framing faults included, over real loopback HTTP.
@@ -22,7 +22,8 @@ import pytest
 
 from rill.config.settings import Settings, resolve_paths
 from rill.errors import StreamError, TimeoutError_
-from rill.stream.client import direct_reader, make_http_client, reads
+from rill.stream.body import direct_reader, reads
+from rill.stream.client import make_http_client
 from rill.stream.control import Control, Limits
 
 CHUNKED_HEAD = (

@@ -3,10 +3,10 @@
 ``ChatClient.open(request)`` is a context manager yielding an open ``httpx.Response`` whose status
 was 200; any other status becomes a typed ``APIError`` carrying the upstream's own message. Retries
 (jittered exponential backoff honouring ``Retry-After``) happen only here, before a single byte
-of the answer exists: for connect errors and statuses 408, 429, 502, 503. ``reads(response)``
-yields the body as it arrives, one network read at a time, translating transport failures into
-rill's errors. The response is always closed on the way out, so Ctrl-C, a closed stdout or an
-exception drop the connection at once — which is what stops generation (and billing) upstream.
+of the answer exists: for connect errors and statuses 408, 429, 502, 503. Its body is read by
+``rill.stream.body.reads``. The response is always closed on the way out, so Ctrl-C, a closed
+stdout or an exception drop the connection at once — which is what stops generation (and
+billing) upstream.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
 from rill.config.settings import Settings
@@ -28,13 +27,11 @@ from rill.errors import (
     ConfigError,
     NetworkError,
     RillError,
-    StreamError,
     TimeoutError_,
     error_for_status,
     reason,
 )
-from rill.stream.chunked import ChunkedDecoder, ChunkedError
-from rill.stream.control import Control, Limits
+from rill.stream.control import Control, Limits, seconds
 from rill.stream.protocol import Request, build_headers, build_payload, parse_error_body, redact
 from rill.urls import display_url
 
@@ -44,7 +41,6 @@ BACKOFF_CAP = 30.0
 #: A Retry-After longer than this is not waited out: the user is told instead.
 RETRY_AFTER_LIMIT = 60.0
 MAX_ERROR_BODY = 1 << 20
-READ_SIZE = 64 * 1024  # what httpcore reads at a time
 
 
 def make_http_client(
@@ -240,104 +236,6 @@ class ChatClient:
         )
 
 
-def reads(
-    response: httpx.Response, control: Control, idle: float | None, *, direct: bool = True
-) -> Iterator[bytes]:
-    """The body's bytes as they arrive, one network read at a time.
-
-    Each read waits at most ``control.read_timeout(idle)``: the idle limit, or less when a first
-    token or total deadline is nearer. With ``direct``, a chunked HTTP/1.1 body is read past h11
-    when it can be (``direct_reader``); otherwise httpx reads it, and ``control.arm`` enforces the
-    deadlines with a timer. A cancel shuts the socket down: the read wakes, and the cancel's
-    reason is raised instead of whatever the dead socket said.
-    """
-    if response.is_stream_consumed:  # already read (a test transport with a fixed body)
-        yield response.content
-        return
-    direct_body = direct_reader(response) if direct else None
-    try:
-        if direct_body is not None:
-            yield from _read_chunked(*direct_body, control, idle)
-        else:
-            control.arm()
-            for piece in response.iter_raw():
-                control.check()
-                yield piece
-    except (httpx.ReadTimeout, httpcore.ReadTimeout):
-        control.check()
-        raise control.timed_out() or TimeoutError_(
-            f"the stream went silent for {_secs(idle)} (idle timeout)"
-        ) from None
-    except (httpx.RemoteProtocolError, httpcore.RemoteProtocolError, ChunkedError):
-        control.check()
-        raise StreamError(
-            "the connection closed before the answer was complete", status=200, code="truncated"
-        ) from None
-    except (httpx.TransportError, httpcore.NetworkError, OSError) as exc:
-        control.check()
-        raise StreamError(
-            f"the connection failed mid-stream: {reason(exc)}", status=200, code="network"
-        ) from None
-
-
-def direct_reader(response: httpx.Response) -> tuple[bytes, Any] | None:
-    """What h11 has buffered and the connection, when the body can be read past h11.
-
-    A chunked HTTP/1.1 body is read straight from httpcore's network stream and de-chunked by
-    ``ChunkedDecoder`` (see ``rill.stream.chunked`` for why: it is most of the cost of a fast
-    stream).
-    The response headers came through httpx and h11 as usual; the bytes h11 received after them
-    are taken from its public ``trailing_data``. Reaching h11 goes through private attributes of
-    httpx and httpcore, so every step is checked: when anything differs (another transport, HTTP/2,
-    a compressed body, other versions of the libraries) this returns None and the body is read
-    with ``iter_raw`` as before. Closing the response then closes the connection, since h11 never
-    saw the body end: nothing half-read goes back to the pool.
-    """
-    if (
-        response.extensions.get("http_version") != b"HTTP/1.1"
-        or response.headers.get("transfer-encoding", "").lower() != "chunked"
-        or response.headers.get("content-encoding", "identity").lower() != "identity"
-    ):
-        return None
-    network = response.extensions.get("network_stream")
-    conn: Any = response.stream
-    for attr in ("_stream", "_httpcore_stream", "_stream", "_connection", "_h11_state"):
-        conn = getattr(conn, attr, None)
-    try:
-        import h11
-    except ImportError:  # pragma: no cover - httpcore 1.x always brings h11
-        return None
-    if network is None or not isinstance(conn, h11.Connection):
-        return None
-    if conn.their_state is not h11.SEND_BODY:
-        return None
-    buffered, _closed = conn.trailing_data
-    return bytes(buffered), network
-
-
-def _read_chunked(
-    buffered: bytes, network: Any, control: Control, idle: float | None
-) -> Iterator[bytes]:
-    decoder = ChunkedDecoder()
-    data = buffered
-    while True:
-        if data:
-            try:
-                body = decoder.feed(data)
-            except ChunkedError as exc:
-                if exc.body:
-                    yield exc.body  # what came before the fault is still the answer's
-                raise
-            if body:
-                yield body
-            if decoder.done:
-                return
-        control.check()
-        data = network.read(READ_SIZE, control.read_timeout(idle))
-        if not data:
-            raise ChunkedError("the connection closed inside the chunked body")
-
-
 def request_url(settings: Settings, path: str) -> str:
     """The URL a request goes to. httpx turns a ``user:password@`` in it into Basic auth, which
     would replace the API key's Bearer header: with a key, the key authenticates and the
@@ -353,10 +251,10 @@ def transport_error(
     ``idle``: the limits in force, for the message). Connect failures are ``retryable``."""
     error: RillError
     if isinstance(exc, httpx.ConnectTimeout):
-        error = TimeoutError_(f"cannot connect to {host}: timed out after {_secs(connect)}")
+        error = TimeoutError_(f"cannot connect to {host}: timed out after {seconds(connect)}")
         error.retryable = True
     elif isinstance(exc, httpx.TimeoutException):
-        error = TimeoutError_(f"no response from {host} within {_secs(idle)} (idle timeout)")
+        error = TimeoutError_(f"no response from {host} within {seconds(idle)} (idle timeout)")
     elif isinstance(exc, httpx.ConnectError) and _is_tls(exc):
         # Retrying a failed handshake gives the same answer.
         error = NetworkError(f"TLS handshake with {host} failed: {reason(exc)}")
@@ -368,10 +266,6 @@ def transport_error(
     else:
         error = NetworkError(f"request to {host} failed: {reason(exc)}")
     return error
-
-
-def _secs(value: float | None) -> str:
-    return "(no limit)" if value is None else f"{value:g} s"
 
 
 def _is_tls(exc: BaseException) -> bool:

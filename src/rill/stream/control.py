@@ -8,7 +8,7 @@ handler at the command's edge, a batch stop, a web client that went away, the ca
 is shut down, which wakes a read blocked on a silent upstream at once (``close()`` would not,
 on Linux). Sockets are known from httpcore's ``trace`` extension as soon as they connect.
 
-When the body is read through httpx rather than read by rill (see ``client.reads``), the reads
+When the body is read through httpx rather than read by rill (see ``body.reads``), the reads
 cannot be given a deadline, so ``arm`` starts a timer that cancels the stream with the expired
 limit's ``TimeoutError_`` instead.
 """
@@ -34,6 +34,11 @@ class Limits:
     idle: float | None = None
     first_token: float | None = None
     total: float | None = None
+
+
+def seconds(value: float | None) -> str:
+    """A time limit as messages name it: ``30 s``, or ``(no limit)``."""
+    return "(no limit)" if value is None else f"{value:g} s"
 
 
 def shutdown(sock: socket.socket) -> None:

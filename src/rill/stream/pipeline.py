@@ -1,6 +1,6 @@
 """The streaming core: one completion as a pull pipeline that any thread can consume and cancel.
 
-    network reads (client.reads) → SSE decoder (sse) → chunk rules (chunks) → Transcript
+    network reads (body.reads) → SSE decoder (sse) → chunk rules (chunks) → Transcript
         → steps: Start, Received(raw, deltas) per read, then exactly one Done or Error
 
 ``ChatStream`` is that pipeline. Iterating it gives the contract's typed events one by one
@@ -32,8 +32,9 @@ from typing import Any, Protocol
 
 from rill.errors import Cancelled, ExitCode, RillError
 from rill.events import Chunk, Delta, Event, Reasoning, Start, Terminal
+from rill.stream.body import reads
 from rill.stream.chunks import ChunkDecoder, decode_completion
-from rill.stream.client import ChatClient, reads
+from rill.stream.client import ChatClient
 from rill.stream.control import Control, Limits
 from rill.stream.outcome import Outcome, conclude
 from rill.stream.protocol import Request, redact
