@@ -54,6 +54,18 @@ class Environment:
         )
 
     @property
+    def shared_terminal(self) -> bool:
+        """Whether stdout and stderr are one terminal, where a line on stderr goes on from
+        wherever the answer left the cursor (a stderr sent to a file never needs a line ended).
+        """
+        if not (self.stdout_isatty and self.stderr_isatty):
+            return False
+        try:
+            return os.path.samestat(os.fstat(self.stdout.fileno()), os.fstat(self.stderr.fileno()))
+        except (OSError, ValueError, AttributeError):
+            return True  # two terminals that cannot be told apart: most likely the same screen
+
+    @property
     def watched(self) -> bool:
         """A person may be watching: stdout or stderr is a terminal."""
         return self.stdout_isatty or self.stderr_isatty

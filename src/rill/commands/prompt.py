@@ -9,7 +9,6 @@ the outcome on stderr.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -335,12 +334,18 @@ def _late_output_failure(failure: OSError, outcome: Any) -> int:
 
 def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int:
     """The run's lines on stderr (error or cancel, notes, ``--stats``) and its exit code."""
-    from rill.output.diagnostics import error_line, format_stats, note_line, write_line
+    from rill.output.diagnostics import (
+        error_line,
+        format_stats,
+        note_line,
+        tool_calls_note,
+        write_line,
+    )
 
     env = _env(args)
     tty = env.stderr_isatty
     # On a shared terminal, a line after an answer without a final newline starts a new line.
-    shared = _same_terminal(env)
+    shared = env.shared_terminal
     fresh = [bool(getattr(renderer, "at_line_start", True)) if shared else True]
 
     def line(text: str) -> None:
@@ -360,43 +365,14 @@ def _report(args: PromptArgs, settings: Any, outcome: Any, renderer: Any) -> int
         line(f"rill: cancelled by {error.reason}; kept {kept} characters of the answer{where}")
     elif error is not None:
         line(error_line(error, tty=tty))  # the pipeline already removed the key
-    for note in [*outcome.notes, *_tool_calls_note(args, outcome)]:
+    notes = list(outcome.notes)
+    if args.fmt is OutputFormat.text and outcome.error is None:
+        notes += tool_calls_note(outcome.transcript, outcome.chat_id)  # text shows none
+    for note in notes:
         line(note_line(note, tty=tty))
     if settings.stats:
         line(format_stats(outcome, tty=tty))
     return int(outcome.exit_code)
-
-
-def _same_terminal(env: Environment) -> bool:
-    """Whether stdout and stderr are one terminal, where a line on stderr goes on from wherever
-    the answer left the cursor. A stderr redirected to a file never needs a line ended."""
-    if not (env.stdout_isatty and env.stderr_isatty):
-        return False
-    try:
-        return os.path.samestat(os.fstat(env.stdout.fileno()), os.fstat(env.stderr.fileno()))
-    except (OSError, ValueError, AttributeError):
-        return True  # two terminals that cannot be told apart: most likely the same screen
-
-
-def _tool_calls_note(args: PromptArgs, outcome: Any) -> list[str]:
-    """Text output shows no tool calls: a note says that the answer holds some (how many, which
-    functions) and where to see them. Machine formats carry them already."""
-    if args.fmt is not OutputFormat.text or outcome.error is not None:
-        return []
-    calls = outcome.transcript.tool_calls()
-    if not calls:
-        return []
-    names = [call["function"]["name"] or "?" for call in calls]
-    shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
-    count = f"{len(calls)} tool call{'' if len(calls) == 1 else 's'} ({shown})"
-    if outcome.transcript.content.strip():
-        what = f"the answer also holds {count}"
-    else:
-        what = f"the answer is {count} and no text"
-    where = "-f json"
-    if outcome.chat_id:
-        where += f" or rill history show {outcome.chat_id} --json"
-    return [f"{what}: see them with {where}"]
 
 
 def _print_dry_run(env: Environment, settings: Any, request: Any) -> int:

@@ -107,3 +107,22 @@ def write_line(stream: TextIO, line: str, *, at_line_start: bool = True) -> None
         stream.flush()
     except (OSError, ValueError):
         pass
+
+
+def tool_calls_note(transcript: Any, chat_id: str | None) -> list[str]:
+    """For text output, which shows no tool calls: a note that the answer holds some (how many,
+    which functions) and where to see them; none when it holds none."""
+    calls = transcript.tool_calls()
+    if not calls:
+        return []
+    names = [call["function"]["name"] or "?" for call in calls]
+    shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+    count = f"{len(calls)} tool call{'' if len(calls) == 1 else 's'} ({shown})"
+    if transcript.content.strip():
+        what = f"the answer also holds {count}"
+    else:
+        what = f"the answer is {count} and no text"
+    where = "-f json"
+    if chat_id:
+        where += f" or rill history show {chat_id} --json"
+    return [f"{what}: see them with {where}"]
