@@ -93,6 +93,16 @@ def _has_open(pid: int, path: Path) -> bool:
     return False
 
 
+def _pending(pid: int, sig: signal.Signals) -> bool:
+    """Whether ``sig`` waits to be delivered to process ``pid`` (Linux: /proc status masks)."""
+    pending = 0  # the thread's and the process's pending signals
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("SigPnd", "ShdPnd"):
+            pending |= int(value, 16)
+    return bool(pending & (1 << (int(sig) - 1)))
+
+
 def _wait_for_journal(content: str) -> None:
     """Wait until history shows the running answer's ``content`` (journalled within ~1 s)."""
     wait_until(
@@ -192,8 +202,8 @@ def test_a_signal_while_a_finished_answer_is_saved_leaves_it_finished(
         read_until(proc, b"four ")  # the whole answer is shown; saving it waits for the lock
         wait_until(lambda: _has_open(proc.pid, lock), 10, "rill saving the answer")
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.2)  # the signal has been handled by now; the save still waits
-        assert proc.poll() is None
+        wait_until(lambda: not _pending(proc.pid, signal.SIGTERM), 10, "SIGTERM delivered")
+        assert proc.poll() is None  # it did not end the run: the save still waits for the lock
     finally:
         os.close(fd)
     rc, _rest, err = finish(proc)

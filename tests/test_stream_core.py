@@ -25,7 +25,7 @@ from rill.fake import FakeOpenRouter, Gate, Scenario
 from rill.stream.client import ChatClient, make_http_client
 from rill.stream.pipeline import ChatStream, Received
 from rill.stream.protocol import Request
-from tests.e2e import RILL, finish, read_until, run, spawn
+from tests.e2e import RILL, finish, read_until, run, spawn, wait_until
 
 PIECES = ["one ", "two ", "three "]
 
@@ -211,10 +211,7 @@ def test_a_batch_item_gets_the_time_limits(
 def test_sigint_while_waiting_for_the_response_headers(fake_server: FakeOpenRouter) -> None:
     fake_server.enqueue(Scenario(content=PIECES, delay_headers=10))
     proc = spawn(["--base-url", fake_server.url, "-m", "test/model", "hi"])
-    deadline = time.monotonic() + 10
-    while not fake_server.chat_requests:
-        assert time.monotonic() < deadline, "the request never arrived"
-        time.sleep(0.01)
+    wait_until(lambda: fake_server.chat_requests, 10, "the request")
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rc, out, err = finish(proc)
