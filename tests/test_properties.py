@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 
 from rill.errors import RillError
 from rill.history import ExchangeStart, HistoryStore
-from rill.stream.chunked import MAX_LINE, ChunkedDecoder, ChunkedError
+from rill.stream.chunked import MAX_LINE
 from rill.stream.sse import ServerSentEvent, SSEDecoder
 from rill.stream.transcript import Transcript
+from tests.test_chunked import rill_decode
 
 #: Bounded so the whole file runs in seconds; ``database=None``: nothing written to the tree.
 BOUNDED = settings(
@@ -176,19 +177,6 @@ def h11_verdict(pieces: Iterable[bytes]) -> tuple[bytes, bool, bool]:
     return body, False, False
 
 
-def rill_verdict(pieces: Iterable[bytes]) -> tuple[bytes, bool, bool]:
-    decoder = ChunkedDecoder()
-    body = b""
-    try:
-        for piece in pieces:
-            body += decoder.feed(piece)
-            if decoder.done:
-                return body, True, False
-    except ChunkedError as exc:
-        return body + exc.body, False, True
-    return body, False, False
-
-
 @st.composite
 def chunked_bodies(draw: st.DrawFn) -> bytes:
     """Mostly well-framed chunked bodies, with faults mixed in: wrong sizes, bad size lines,
@@ -231,7 +219,7 @@ def test_chunked_decoding_gives_h11s_verdict_wherever_the_body_is_cut(
     data: st.DataObject, body: bytes
 ) -> None:
     pieces = data.draw(cut(body))
-    assert rill_verdict(pieces) == h11_verdict(pieces)
+    assert rill_decode(pieces) == h11_verdict(pieces)
 
 
 # --- random JSON ------------------------------------------------------------------------------
