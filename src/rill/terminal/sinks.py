@@ -25,14 +25,11 @@ class Sink(Protocol):
     def close(self, *, cancelled: bool) -> None: ...
 
 
-class PlainSink:
-    """The answer as text (``--no-markdown`` or ``--raw``), with a final newline."""
+class _StdoutSink:
+    """Writes to stdout at once and remembers the last character written."""
 
-    pending = False
-
-    def __init__(self, out: BinaryIO, filt: SafeText | Exact) -> None:
+    def __init__(self, out: BinaryIO) -> None:
         self.out = out
-        self.filt = filt
         self.last = ""
 
     @property
@@ -45,6 +42,16 @@ class PlainSink:
             self.out.write(text.encode("utf-8", "surrogateescape"))
             self.out.flush()
             self.last = text[-1]
+
+
+class PlainSink(_StdoutSink):
+    """The answer as text (``--no-markdown`` or ``--raw``), with a final newline."""
+
+    pending = False
+
+    def __init__(self, out: BinaryIO, filt: SafeText | Exact) -> None:
+        super().__init__(out)
+        self.filt = filt
 
     def write(self, text: str) -> None:
         self._emit(self.filt.feed(text))
@@ -57,21 +64,15 @@ class PlainSink:
         self._emit(tail)
 
 
-class MarkdownSink:
+class MarkdownSink(_StdoutSink):
     """The answer rendered as markdown; rich is imported by ``prepare`` (or the first write)."""
 
     def __init__(self, out: BinaryIO, filt: SafeText, *, color: bool, env: Mapping[str, str]):
-        self.out = out
+        super().__init__(out)
         self.filt = filt
         self.color = color
         self.env = env
         self.md: TerminalMarkdown | None = None
-        self.last = ""
-
-    @property
-    def at_line_start(self) -> bool:
-        """Nothing written yet, or the last write ended a line."""
-        return self.last in ("", "\n")
 
     @property
     def pending(self) -> bool:
@@ -84,12 +85,6 @@ class MarkdownSink:
             width, height = terminal_size(self.out, self.env)
             self.md = TerminalMarkdown(color=self.color, width=width, height=height, env=self.env)
         return self.md
-
-    def _emit(self, text: str) -> None:
-        if text:
-            self.out.write(text.encode("utf-8", "surrogateescape"))
-            self.out.flush()
-            self.last = text[-1]
 
     def write(self, text: str) -> None:
         self._emit(self.prepare().feed(self.filt.feed(text)))
