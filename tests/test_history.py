@@ -901,6 +901,57 @@ def test_continuing_a_damaged_chat_fails_before_anything_is_written(store: Histo
     assert snapshot(store.root) == before
 
 
+def test_a_long_queue_of_threads_waits_longer_than_the_lock_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rill batch -j 64 on a slow disk: the queue as a whole outlasts LOCK_TIMEOUT, but it moves,
+    # so no thread may give up (its prompt would go unrecorded).
+    monkeypatch.setattr(rill.history.files, "LOCK_TIMEOUT", 0.2)
+    lock = tmp_path / ".lock"
+    failures: list[BaseException] = []
+
+    def hold_briefly() -> None:
+        try:
+            with rill.history.files.locked(lock):
+                time.sleep(0.05)
+        except OSError as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=hold_briefly, daemon=True) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not [t for t in threads if t.is_alive()]
+    assert failures == []  # 16 × 50 ms = 0.8 s of queue, four times the timeout
+
+
+def test_one_thread_keeping_the_lock_past_the_timeout_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rill.history.files, "LOCK_TIMEOUT", 0.2)
+    lock = tmp_path / ".lock"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with rill.history.files.locked(lock):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(5)
+    try:
+        with (
+            pytest.raises(rill.history.files.LockTimeout, match="another thread"),
+            rill.history.files.locked(lock),
+        ):
+            pass
+    finally:
+        release.set()
+        holder.join(timeout=10)
+
+
 def test_every_read_is_journaled_before_finish_waits_for_the_lock(
     store: HistoryStore,
 ) -> None:

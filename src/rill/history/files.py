@@ -34,14 +34,26 @@ class LockTimeout(OSError):
 # The threads of one process (``rill batch -j 200``) queue here before taking the file lock:
 # blocked on a lock they are woken in turn, instead of all polling ``flock`` at once.
 _THREAD_LOCK = threading.Lock()
+_handovers = 0  # how many times _THREAD_LOCK was taken: a queue that moves is not stuck
+
+
+def _take_thread_lock(path: Path) -> None:
+    """Take ``_THREAD_LOCK``, waiting as long as it keeps changing hands: a long queue of this
+    process's own threads is progress, only one holder keeping it for ``LOCK_TIMEOUT`` is not."""
+    global _handovers
+    seen = _handovers
+    while not _THREAD_LOCK.acquire(timeout=LOCK_TIMEOUT):
+        if _handovers == seen:
+            raise LockTimeout(11, "locked by another thread of this process", str(path))
+        seen = _handovers
+    _handovers += 1
 
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold this process's lock, then an exclusive ``flock`` on ``path``; ``LockTimeout`` when
-    either stays taken for ``LOCK_TIMEOUT`` seconds. Not reentrant: never nest it."""
-    if not _THREAD_LOCK.acquire(timeout=LOCK_TIMEOUT):
-        raise LockTimeout(11, "locked by another thread of this process", str(path))
+    one holder keeps either for ``LOCK_TIMEOUT`` seconds. Not reentrant: never nest it."""
+    _take_thread_lock(path)
     try:
         fd = open_private(path, os.O_RDWR | os.O_CREAT)
         try:
