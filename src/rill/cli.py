@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 
 import typer
 from typer.core import TyperGroup
@@ -387,7 +387,7 @@ def _subcommand_names() -> set[str]:
     return names
 
 
-def _output_failed(exc: Exception) -> bool:
+def _output_failed(exc: Exception) -> TypeGuard[OSError]:
     """An error of writing the output (help text to a full disk): no file named, an errno that
     only a write gives."""
     import errno
