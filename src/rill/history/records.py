@@ -59,6 +59,9 @@ class ExchangeStart:
     request: dict[str, Any]
     """Request options sent besides the messages; never the API key."""
     base_url: str
+    tool_results: list[dict[str, Any]] | None = None
+    """A tool round: how each call whose ``tool`` message is in ``messages`` ended (``id``,
+    ``name``, ``exit_code``; null when it was not run)."""
 
 
 # --- small pure helpers -------------------------------------------------------------------------

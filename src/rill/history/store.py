@@ -111,6 +111,8 @@ class HistoryStore(ChatFiles):
             "request": start.request,
             "base_url": public_url(start.base_url),
         }
+        if start.tool_results:
+            exchange["tool_results"] = start.tool_results
         chat_id, path = self._chat_to_add_to(start.chat_id)
         titles: list[str | None] = []
 
