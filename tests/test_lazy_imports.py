@@ -27,6 +27,9 @@ HEAVY = (
     "rill.history",
     "rill.terminal",
     "rill.fake",
+    "rill.tools",  # --tool / --mcp only
+    "jsonschema",
+    "mcp",
 )
 
 

@@ -371,13 +371,24 @@ for _target in (app, prompt_app):
 
 
 def _register_subcommands() -> None:
-    from rill.commands import batch, completion, config, fake, history, key, models, templates
+    from rill.commands import (
+        batch,
+        completion,
+        config,
+        fake,
+        history,
+        key,
+        models,
+        templates,
+        tools,
+    )
 
     history.register(app)
     models.register(app)
     key.register(app)
     config.register(app)
     templates.register(app)
+    tools.register(app)
     batch.register(app)
     fake.register(app)
     completion.register(app)
