@@ -225,7 +225,7 @@ class ToolLoop:
             )
         if not approved:
             return ToolResult(
-                call_id, name, None, "error: not run: the user did not approve this call"
+                call_id, name, None, "error: not run: the call was not approved by the user"
             )
         execution = Execution()
         self._target = execution
