@@ -12,6 +12,7 @@ import json
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rill.env import Environment
@@ -52,12 +53,10 @@ class PromptArgs:
     """``--cache``: mark the prompt for caching (``rill.input.caching``)."""
     env: Environment | None = None
     """Where the run reads and writes; None: the process's own streams."""
+    # Tools (``rill.tools``): --tool NAME, --mcp NAME, --yes, --max-tool-rounds N.
     tools: list[str] = field(default_factory=list)
-    """``--tool NAME``: declared tools offered to the model (``rill.tools``)."""
     mcp: list[str] = field(default_factory=list)
-    """``--mcp NAME``: MCP servers whose tools are offered."""
     yes: bool = False
-    """``--yes``: run tool calls without asking."""
     max_tool_rounds: int = 10
 
 
@@ -281,18 +280,10 @@ def _stream(
     if tools is not None:
         from rill.commands.toolrun import stream_with_tools
 
-        return stream_with_tools(
-            args,
-            client,
-            request,
-            limits,
-            make_begin,
-            (chat_id, turn, tools),
-            wrap=lambda inner: _renderer(args, settings, inner),
-            render=_render,
-            report=lambda outcome, renderer: _report(args, settings, outcome, renderer),
-            late_failure=_late_output_failure,
-        )
+        report = partial(_report, args, settings)
+        hooks = (partial(_renderer, args, settings), _render, report, _late_output_failure)
+        start = (chat_id, turn, tools)
+        return stream_with_tools(args, client, request, limits, make_begin, start, hooks)
     renderer = _renderer(args, settings)
     stream = ChatStream(client, request, begin=make_begin(chat_id, turn), limits=limits)
     with cancel_on_signals(stream):

@@ -195,18 +195,16 @@ def stream_with_tools(
     limits: Any,
     make_begin: MakeBegin,
     start: tuple[str | None, list[dict[str, Any]], list[Tool]],
-    *,
-    wrap: Callable[[Any], Any],
-    render: Callable[[ChatStream, Any], tuple[Any, OSError | None]],
-    report: Callable[[Any, Any], int],
-    late_failure: Callable[[OSError, Any], int],
+    hooks: tuple[Callable[..., Any], ...],
 ) -> int:
     """The prompt command's run with tools: rounds of answers and tool calls (``ToolLoop``),
-    shown as one answer. ``start``: the chat to continue, this turn's messages, the tools."""
+    shown as one answer. ``start``: the chat to continue, this turn's messages, the tools;
+    ``hooks``: the command's renderer wrapper, render, report and late-failure functions."""
     from rill.output.formats import make_renderer
     from rill.process import cancel_on_signals
 
     chat_id, turn, tools = start
+    wrap, render, report, late_failure = hooks
     env: Environment = args.env
     consent = Consent(env, yes=args.yes)
     loop = ToolLoop(tools, consent, max_rounds=args.max_tool_rounds)
