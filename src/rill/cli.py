@@ -21,6 +21,11 @@ from rill.commands.completion import add_completers, complete_chat
 from rill.errors import ExitCode, RillError, UsageError
 from rill.output.formats import OutputFormat
 
+# httpx imports its own command-line client (click, rich.table, pygments) whenever click is
+# installed, as it is beside the MCP SDK; rill never runs it. A missing entry makes that import
+# fail, and httpx falls back to a stub: a piped prompt stays light (tests/test_lazy_imports.py).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 #: Options that belong to the command group itself rather than to the prompt.
 GROUP_OPTIONS = frozenset({"--install-completion", "--show-completion"})
 
