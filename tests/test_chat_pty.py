@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,3 +208,66 @@ def test_stdin_not_a_terminal_is_a_usage_error() -> None:
     assert done.returncode == 2
     assert b"rill -c" in done.stderr
     assert done.stderr.count(b"\n") == 1
+
+
+def test_sigterm_mid_answer_ends_the_session_keeping_the_partial(
+    open_chat: Any, fake_server: FakeOpenRouter
+) -> None:
+    term = open_chat("-m", "fake/slow")
+    term.line("count slowly")
+    term.wait_text("chunk 1")
+    os.kill(term.pid, signal.SIGTERM)
+    assert term.wait_exit() == 143
+    (exchange,) = last_chat()["exchanges"]
+    assert exchange["finish_reason"] == "cancelled"
+    assert exchange["answer"]["content"].startswith("chunk 0\nchunk 1")
+
+
+def test_sighup_at_the_prompt_ends_the_session(open_chat: Any) -> None:
+    term = open_chat("-m", "fake/echo")
+    os.kill(term.pid, signal.SIGHUP)
+    assert term.wait_exit() == 143
+
+
+def test_an_error_ends_the_turn_not_the_session(
+    open_chat: Any, fake_server: FakeOpenRouter
+) -> None:
+    term = open_chat("-m", "fake/error-500", "--retries", "0")
+    term.line("this fails")
+    term.wait_text("HTTP 500")
+    wait_prompt(term)
+    term.line("/model fake/echo")
+    term.line("this works")
+    term.wait_text("this works", count=2)
+    wait_prompt(term)
+    term.line("/exit")
+    assert term.wait_exit() == 0
+
+
+def test_usage_history_system_and_edit(
+    open_chat: Any, fake_server: FakeOpenRouter, chat_env: dict[str, str], tmp_path: Path
+) -> None:
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nprintf "written in the editor\\nsecond line\\n" > "$1"\n')
+    editor.chmod(0o755)
+    chat_env["VISUAL"] = str(editor)
+    term = open_chat("-m", "fake/echo")
+    term.line("/system be brief")
+    term.wait_text("system prompt set")
+    term.line("/edit")
+    term.wait_text("second line", count=1)
+    wait_prompt(term)
+    body = fake_server.chat_requests[0].body
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "written in the editor\nsecond line"},
+    ]
+    term.line("/usage")
+    term.wait_text("1 exchanges ·")
+    term.line("/history")
+    term.wait_text("> written in the editor")
+    term.line("/attach notes.txt")
+    term.wait_text("/attach is not available yet")
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0
+    assert len(fake_server.chat_requests) == 1

@@ -118,6 +118,18 @@ class LineEditor:
             if text.strip():
                 return text
 
+    @staticmethod
+    def leave(error: BaseException) -> None:
+        """End the prompt being read with ``error`` (from a signal handler): a running prompt
+        is asked to exit with it, so the terminal is restored first; else it is raised."""
+        from prompt_toolkit.application.current import get_app_or_none
+
+        app = get_app_or_none()
+        loop = getattr(app, "loop", None) if app is not None else None
+        if app is None or not app.is_running or loop is None:
+            raise error
+        loop.call_soon_threadsafe(lambda: app.exit(exception=error))
+
     def _block(self) -> str | None:
         """The lines up to the closing ``\"\"\"``; None when Ctrl-C abandons them."""
         lines: list[str] = []

@@ -15,7 +15,6 @@ from types import FrameType
 from typing import Any
 
 from rill.chat.show import exchange_messages, show_answer, show_messages, status_note
-from rill.chat.turn import stream_turn
 from rill.env import Environment
 from rill.errors import ExitCode, RillError, UsageError
 from rill.process import SIGNALS
@@ -88,7 +87,6 @@ class ChatSession:
             self.store = HistoryStore(
                 self.settings.paths.history_dir, self.settings.history_format, warn=self.warn
             )
-        self._connect()
         if resumed:
             self._show_last()
 
@@ -113,10 +111,11 @@ class ChatSession:
         return True
 
     def _connect(self) -> None:
+        """The client for the current settings (made at the first turn, not before the prompt:
+        the TLS context costs start-up)."""
         from rill.stream.client import ChatClient, RetryPolicy, make_http_client
 
-        if self.client is not None:
-            self.client.http.close()
+        self.close()
         http = make_http_client(self.settings, None)
         notes = self._retry_note if self.env.stderr_isatty else None
         policy = RetryPolicy(self.settings.retries, notes)
@@ -130,6 +129,7 @@ class ChatSession:
     def close(self) -> None:
         if self.client is not None:
             self.client.http.close()
+            self.client = None
 
     def _show_last(self) -> None:
         chat = self.store.load(self.chat_id) if self.store else self._read_chat()
@@ -165,6 +165,8 @@ class ChatSession:
 
     def send(self, text: str, *, retry: bool = False) -> int | None:
         """One turn. Returns an exit code when the session must end (SIGTERM, SIGHUP)."""
+        # The pipeline (httpx, TLS) is loaded at the first turn, not before the first prompt.
+        from rill.chat.turn import stream_turn
         from rill.input.prompting import build_messages, check_extra
         from rill.stream.protocol import Request
 
@@ -189,6 +191,8 @@ class ChatSession:
             extra=self.extra,
         )
         begin = self._begin(request, turn) if self.store is not None else None
+        if self.client is None:
+            self._connect()
         result = stream_turn(
             self.env, self.settings, self.client, request, begin, raw=self.args.raw
         )
@@ -233,7 +237,7 @@ class ChatSession:
         flags = {**self.flags, "model": model}
         settings = resolve_settings(flags, warn=self.warn)  # type: ignore[arg-type]
         self.flags, self.settings = flags, settings
-        self._connect()
+        self.close()  # the next turn connects with the new settings
 
     def say(self, text: str) -> None:
         from rill.output.diagnostics import safe_for
@@ -272,11 +276,12 @@ def _text(message: dict[str, Any]) -> str:
 
 
 @contextmanager
-def leave_on_terminate() -> Iterator[None]:
-    """At the prompt, SIGTERM and SIGHUP end the session (143); Ctrl-C is the editor's key."""
+def leave_on_terminate(leave: Callable[[BaseException], None]) -> Iterator[None]:
+    """At the prompt, SIGTERM and SIGHUP end the session (143) through ``leave``, which lets the
+    editor restore the terminal first; Ctrl-C is the editor's key."""
 
     def handle(signum: int, _frame: FrameType | None) -> None:
-        raise Leave(int(SIGNALS[signum][1]))
+        leave(Leave(int(SIGNALS[signum][1])))
 
     wanted = [signal.SIGTERM, signal.SIGHUP]
     previous = {sig: signal.signal(sig, handle) for sig in wanted}
@@ -308,7 +313,7 @@ def run_chat(args: ChatArgs, env: Environment | None = None) -> int:
     try:
         while True:
             try:
-                with leave_on_terminate():
+                with leave_on_terminate(editor.leave):
                     text = editor.read()
             except Leave as leave:
                 return leave.code
