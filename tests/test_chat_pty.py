@@ -170,6 +170,7 @@ def test_retry_asks_again_and_keeps_the_first_answer(
     wait_prompt(term)
     term.line("/frobnicate")
     term.wait_text("no command /frobnicate")
+    wait_prompt(term)
     term.send(CTRL_D)
     assert term.wait_exit() == 0
     first, second = (r.body for r in fake_server.chat_requests)
@@ -268,6 +269,22 @@ def test_usage_history_system_and_edit(
     term.wait_text("> written in the editor")
     term.line("/attach notes.txt")
     term.wait_text("/attach is not available yet")
+    wait_prompt(term)
     term.send(CTRL_D)
     assert term.wait_exit() == 0
     assert len(fake_server.chat_requests) == 1
+
+
+def test_model_completion_offers_cached_ids(
+    open_chat: Any, fake_server: FakeOpenRouter, chat_env: dict[str, str]
+) -> None:
+    done = run(["models"], env=chat_env)  # fills the models cache, as a user would
+    assert done.returncode == 0, done.stderr
+    term = open_chat("-m", "fake/echo")
+    term.send(b"/model deeps\t")
+    term.wait_text("/model deepseek/deepseek-r1")
+    term.send(b"\r")
+    term.wait_text("model: deepseek/deepseek-r1")
+    wait_prompt(term)
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0

@@ -310,6 +310,9 @@ def run_chat(args: ChatArgs, env: Environment | None = None) -> int:
     editor = LineEditor(
         session.settings.paths.cache_dir / HISTORY_FILE, COMMANDS, lambda: _models(session)
     )
+    # Between answers a Ctrl-C (typed while the terminal is not the editor's) ends nothing: a
+    # handler, not SIG_IGN, so that the editor /edit starts gets the default again.
+    previous = signal.signal(signal.SIGINT, _ignore)
     try:
         while True:
             try:
@@ -327,7 +330,12 @@ def run_chat(args: ChatArgs, env: Environment | None = None) -> int:
             if code is not None:
                 return code
     finally:
+        signal.signal(signal.SIGINT, previous)
         session.close()
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    pass
 
 
 def _models(session: ChatSession) -> list[str]:

@@ -95,7 +95,9 @@ def _report(env: Environment, outcome: Any, at_line_start: bool) -> None:
     error = outcome.error if outcome is not None else None
     if isinstance(error, Cancelled):
         kept = len(outcome.transcript.content)
-        line(note_line(f"answer cancelled; kept {kept} characters", tty=tty))
+        # "\r": over the "^C" the terminal echoed, when the answer had ended its line.
+        back = "\r" if tty and fresh[0] else ""
+        line(back + note_line(f"answer cancelled; kept {kept} characters", tty=tty))
     elif error is not None:
         line(error_line(error, tty=tty))
     elif not at_line_start:
