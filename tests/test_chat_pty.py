@@ -288,3 +288,30 @@ def test_model_completion_offers_cached_ids(
     wait_prompt(term)
     term.send(CTRL_D)
     assert term.wait_exit() == 0
+
+
+def test_up_arrow_recalls_a_message_of_an_earlier_session(
+    open_chat: Any, fake_server: FakeOpenRouter, rill_env: Path
+) -> None:
+    term = open_chat("-m", "fake/echo", "--no-history")
+    term.line("kept by no one")
+    term.wait_text("kept by no one", count=2)
+    wait_prompt(term)
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0
+    assert list(rill_env.rglob("chat_input_history")) == []  # --no-history: nothing written
+    term = open_chat("-m", "fake/echo")
+    term.line("worth asking twice")
+    term.wait_text("worth asking twice", count=2)
+    wait_prompt(term)
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0
+    term = open_chat("-m", "fake/echo")
+    term.send(b"\x1b[A")  # up arrow
+    term.wait_text("> worth asking twice")
+    term.send(b"\r")
+    assert fake_server.wait_requests(3, timeout=10)
+    wait_prompt(term)
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0
+    assert user_messages(fake_server.chat_requests[2].body) == ["worth asking twice"]

@@ -18,7 +18,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.enums import EditingMode
-from prompt_toolkit.history import FileHistory
+from prompt_toolkit.history import FileHistory, InMemoryHistory
 
 from rill.errors import UsageError
 from rill.files import append, make_dirs, read_private
@@ -91,10 +91,12 @@ class SlashCompleter(Completer):
 
 class LineEditor:
     def __init__(
-        self, history_file: Path, commands: Iterable[str], models: Callable[[], list[str]]
+        self, history_file: Path | None, commands: Iterable[str], models: Callable[[], list[str]]
     ) -> None:
+        """``history_file`` None: the up-arrow history lasts only as long as the session."""
+        history = PrivateHistory(history_file) if history_file is not None else InMemoryHistory()
         self.session: PromptSession[str] = PromptSession(
-            history=PrivateHistory(history_file),
+            history=history,
             completer=SlashCompleter(commands, models),
             complete_while_typing=False,
             editing_mode=EditingMode.EMACS,

@@ -307,9 +307,9 @@ def run_chat(args: ChatArgs, env: Environment | None = None) -> int:
     session.open()
     from rill.chat.editor import LineEditor
 
-    editor = LineEditor(
-        session.settings.paths.cache_dir / HISTORY_FILE, COMMANDS, lambda: _models(session)
-    )
+    # --no-history keeps the typed lines to the session too.
+    keep = None if args.no_history else session.settings.paths.cache_dir / HISTORY_FILE
+    editor = LineEditor(keep, COMMANDS, lambda: _models(session))
     # Between answers a Ctrl-C (typed while the terminal is not the editor's) ends nothing: a
     # handler, not SIG_IGN, so that the editor /edit starts gets the default again.
     previous = signal.signal(signal.SIGINT, _ignore)
