@@ -164,7 +164,8 @@ class ChatSession:
         return list(self.memory)
 
     def send(self, text: str, *, retry: bool = False) -> int | None:
-        """One turn. Returns an exit code when the session must end (SIGTERM, SIGHUP)."""
+        """One turn. Returns an exit code when the session must end (SIGTERM, SIGHUP, a
+        terminal gone)."""
         # The pipeline (httpx, TLS) is loaded at the first turn, not before the first prompt.
         from rill.chat.turn import stream_turn
         from rill.input.prompting import build_messages, check_extra
@@ -211,9 +212,7 @@ class ChatSession:
             usage = outcome.transcript.usage()
             if usage:
                 self.usages.append(usage)
-        if result.ends_session and result.signal is not None:
-            return int(result.signal.exit_code)
-        return None
+        return result.exit_code
 
     def _begin(self, request: Any, turn: list[dict[str, Any]]) -> Callable[[], Any]:
         from rill.history import ExchangeStart

@@ -28,11 +28,18 @@ class TurnResult:
     """The stream's ``Outcome``."""
     signal: Cancelled | None
     """The signal that cancelled the turn, if one did (SIGINT, SIGTERM, SIGHUP)."""
+    gone: Cancelled | None = None
+    """Set when the terminal could not be written: the session cannot go on."""
 
     @property
-    def ends_session(self) -> bool:
-        """SIGTERM and SIGHUP end the session; Ctrl-C (SIGINT) ends only the answer."""
-        return self.signal is not None and self.signal.exit_code != ExitCode.INTERRUPTED
+    def exit_code(self) -> int | None:
+        """The session's exit code when this turn ends it: SIGTERM and SIGHUP (Ctrl-C, SIGINT,
+        ends only the answer), or a terminal that went away."""
+        if self.gone is not None:
+            return int(self.gone.exit_code)
+        if self.signal is not None and self.signal.exit_code != ExitCode.INTERRUPTED:
+            return int(self.signal.exit_code)
+        return None
 
 
 def limits_of(settings: Any) -> Limits:
@@ -63,6 +70,7 @@ def stream_turn(
         raw=raw,
     )
     stream = ChatStream(client, request, begin=begin or NullSink, limits=limits_of(settings))
+    gone = None
     with cancel_on_signals(stream) as edge:
         try:
             for step in stream.steps():
@@ -74,11 +82,12 @@ def stream_turn(
                 else:
                     renderer.finish(step)  # type: ignore[arg-type]
         except OSError as exc:  # the terminal went away: keep what was said, end the session
-            stream.cancel(Cancelled(f"an unwritable terminal ({exc})", ExitCode.OUTPUT))
+            gone = Cancelled(f"an unwritable terminal ({exc})", ExitCode.OUTPUT)
+            stream.cancel(gone)
             stream.close()
         outcome = stream.outcome
         _report(env, outcome, getattr(renderer, "at_line_start", True))
-        return TurnResult(outcome, edge.received)
+        return TurnResult(outcome, edge.received, gone)
 
 
 def _report(env: Environment, outcome: Any, at_line_start: bool) -> None:
