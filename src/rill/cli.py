@@ -378,6 +378,7 @@ for _target in (app, prompt_app):
 def _register_subcommands() -> None:
     from rill.commands import (
         batch,
+        chat,
         completion,
         config,
         fake,
@@ -395,6 +396,7 @@ def _register_subcommands() -> None:
     templates.register(app)
     tools.register(app)
     batch.register(app)
+    chat.register(app)
     fake.register(app)
     completion.register(app)
 
