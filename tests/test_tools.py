@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +255,13 @@ def test_the_round_limit_exits_7_and_keeps_every_round(
 # --- consent on a terminal, and Ctrl-C --------------------------------------------------------
 
 
-def _pty_run(argv: list[str], answers: list[bytes], timeout: float = 30) -> tuple[int, str]:
+Answer = bytes | Callable[[subprocess.Popen[bytes]], None]
+
+
+def _pty_run(argv: list[str], answers: list[Answer], timeout: float = 30) -> tuple[int, str]:
     """Run rill with stdin, stdout and stderr on a pseudo-terminal, answering each consent
-    question with the next of ``answers``; its exit code and everything it showed."""
+    question with the next of ``answers`` (typed, or done to the process); its exit code and
+    everything it showed."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [*RILL, *argv], stdin=slave, stdout=slave, stderr=slave, start_new_session=True
@@ -279,7 +284,11 @@ def _pty_run(argv: list[str], answers: list[bytes], timeout: float = 30) -> tupl
                     break
                 shown += piece
                 if pending and shown.count(b"[a]ll: ") > len(answers) - len(pending):
-                    os.write(master, pending.pop(0))
+                    answer = pending.pop(0)
+                    if isinstance(answer, bytes):
+                        os.write(master, answer)
+                    else:
+                        answer(proc)
             elif proc.poll() is not None:
                 break
         return proc.wait(timeout=10), shown.decode("utf-8", "replace")
@@ -314,21 +323,43 @@ def test_yes_to_all_on_a_terminal_approves_the_later_calls_too(
     assert len(marker.read_text().splitlines()) == 3
 
 
-def test_ctrl_c_while_a_tool_runs_kills_its_process_group_and_keeps_everything(
+def test_ctrl_c_at_the_consent_question_runs_nothing_and_keeps_the_answer(
     fake_server: FakeOpenRouter, rill_env: Path, marker: Path
+) -> None:
+    declare(rill_env, "upper", UPPER)
+    argv = ask(fake_server.url, "--tool", "upper", "hello")
+    code, shown = _pty_run(argv, [lambda proc: proc.send_signal(signal.SIGINT)])
+    assert code == 130, shown
+    assert not marker.exists()
+    assert "Traceback" not in shown and "cancelled by SIGINT" in shown
+    chat = json.loads(run(["history", "show", "last", "--json"]).stdout)
+    assert [ex["finish_reason"] for ex in chat["exchanges"]] == ["tool_calls", "cancelled"]
+    assert len(fake_server.chat_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_ctrl_c_while_a_tool_runs_kills_its_process_group_and_keeps_everything(
+    fake_server: FakeOpenRouter,
+    rill_env: Path,
+    marker: Path,
+    signum: signal.Signals,
+    code: int,
+    name: str,
 ) -> None:
     declare(rill_env, "hang", HANG)
     proc = spawn(ask(fake_server.url, "--tool", "hang", "--yes", "-f", "jsonl", "x"))
     wait_until(lambda: marker.exists() and len(marker.read_text().split()) == 2, 20, "the tool")
     tool_pid, child_pid = map(int, marker.read_text().split())
-    proc.send_signal(signal.SIGINT)
-    code, out, err = finish(proc, timeout=20)
-    assert code == 130, err
+    proc.send_signal(signum)
+    exit_code, out, err = finish(proc, timeout=20)
+    assert exit_code == code, err
     wait_until(lambda: not alive(child_pid), 10, "the tool's child to be gone")
     assert not alive(tool_pid)
     got = events(out)
     assert got[-1]["event"] == "done" and got[-1]["finish_reason"] == "cancelled"
-    assert "cancelled by SIGINT" in err.decode()
+    assert f"cancelled by {name}" in err.decode()
     chat = json.loads(run(["history", "show", "last", "--json"]).stdout)
     first, kept = chat["exchanges"]
     assert first["answer"]["tool_calls"][0]["function"]["name"] == "hang"

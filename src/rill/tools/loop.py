@@ -102,6 +102,8 @@ class ToolLoop:
         """True when a cancel cannot wake what runs (a question waits for an answer, a request
         is being sent): the signal handler raises instead."""
         target = self._target
+        if isinstance(target, Execution):
+            return target.served
         return self._asking or (isinstance(target, ChatStream) and target.opening)
 
     @opening.setter
@@ -231,6 +233,10 @@ class ToolLoop:
         self._target = execution
         try:
             return execution.run(tool, arguments, call_id)
+        except Cancelled as exc:  # raised by the signal edge out of a served tool's wait
+            self.cancelled = self.cancelled or exc
+            why = f"error: the call was cancelled ({exc.reason})"
+            return ToolResult(call_id, name, int(exc.exit_code), why)
         finally:
             self._target = None
 

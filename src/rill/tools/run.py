@@ -71,11 +71,16 @@ class Execution:
 
     def __init__(self) -> None:
         self.cancelled: Cancelled | None = None
+        self.served = False
+        """Running a served tool (an MCP server's): nothing here can be killed, so a cancel
+        returns False and the signal edge raises it out of the wait instead."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     def cancel(self, reason: Cancelled) -> bool:
         self.cancelled = reason
+        if self.served:
+            return False
         with self._lock:
             proc = self._proc
         if proc is not None:
@@ -84,6 +89,7 @@ class Execution:
 
     def run(self, tool: Tool, arguments: dict[str, Any], call_id: str) -> ToolResult:
         if tool.call is not None:  # served by another program (an MCP server)
+            self.served = True
             code, text = tool.call(arguments)
             return ToolResult(call_id, tool.name, code, text)
         env = {k: v for k, v in os.environ.items() if k not in _HIDDEN}
