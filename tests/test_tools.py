@@ -476,3 +476,19 @@ def test_an_unknown_mcp_server_is_a_usage_error(fake_server: FakeOpenRouter) -> 
     assert done.returncode == 2
     assert done.stderr.decode().startswith("rill: unknown MCP server 'nope'")
     assert fake_server.requests == []
+
+
+def test_the_offline_demo_runs_the_tool_loop(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPENROUTER_API_KEY"}
+    env["RILL_HOME"] = str(tmp_path / "demo-home")
+    done = subprocess.run(
+        ["bash", str(HERE.parent / "scripts" / "demo"), "--tools", "one two three"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout == b"The tool said: 3"
+    assert b"rill: tool word_count \xe2\x86\x92 exit 0" in done.stderr
