@@ -250,6 +250,8 @@ def test_the_round_limit_exits_7_and_keeps_every_round(
         m["tool_call_id"] for ex in chat["exchanges"] for m in ex["messages"] if m["role"] == "tool"
     ]
     assert calls == answered and len(calls) == 3
+    assert chat["exchanges"][-1]["sent"] is False  # the last calls' results were never sent
+    assert json.loads(run(["usage", "--json"]).stdout)["total"]["requests"] == 3
 
 
 # --- consent on a terminal, and Ctrl-C --------------------------------------------------------

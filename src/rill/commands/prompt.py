@@ -253,6 +253,7 @@ def _stream(
         chat_id: str | None,
         turn: list[dict[str, Any]],
         tool_results: list[dict[str, Any]] | None = None,
+        sent: bool = True,
     ) -> Any:
         def begin() -> Any:
             if store is None:
@@ -267,6 +268,7 @@ def _stream(
                     request=request.options(),
                     base_url=settings.base_url,
                     tool_results=tool_results,
+                    sent=sent,
                 )
             )
 

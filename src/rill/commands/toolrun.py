@@ -28,7 +28,8 @@ from rill.tools.run import ToolResult
 #: How much of a result the one-line report on stderr shows.
 _RESULT_SHOWN = 80
 
-MakeBegin = Callable[[str | None, list[dict[str, Any]], list[dict[str, Any]] | None], Any]
+MakeBegin = Callable[..., Any]
+"""(chat id, messages, tool results, sent) → a ``ChatStream``'s ``begin``."""
 
 
 @contextmanager
@@ -114,9 +115,8 @@ class PromptHost:
     def keep(self, results: list[ToolResult], reason: RillError) -> None:
         """Record the results in an exchange of their own, ended at once: a continued chat
         then has a ``tool`` message for every call it holds."""
-        sink: ExchangeSink = self.make_begin(
-            self.chat_id, [r.message() for r in results], _exit_codes(results)
-        )()
+        messages = [r.message() for r in results]
+        sink: ExchangeSink = self.make_begin(self.chat_id, messages, _exit_codes(results), False)()
         cancelled = isinstance(reason, Cancelled)
         record: dict[str, Any] = {
             "content": "",

@@ -113,6 +113,8 @@ class HistoryStore(ChatFiles):
         }
         if start.tool_results:
             exchange["tool_results"] = start.tool_results
+        if not start.sent:
+            exchange["sent"] = False
         chat_id, path = self._chat_to_add_to(start.chat_id)
         titles: list[str | None] = []
 

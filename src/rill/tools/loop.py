@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from rill.errors import Cancelled, ExitCode, RillError
@@ -311,6 +310,3 @@ class RoundsRenderer:
         emit = getattr(self.inner, "event", None)
         if callable(emit):
             emit("tool_result", result.as_dict())
-
-
-ResultSink = Callable[[ToolResult], None]
