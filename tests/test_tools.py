@@ -254,6 +254,25 @@ def test_the_round_limit_exits_7_and_keeps_every_round(
     assert json.loads(run(["usage", "--json"]).stdout)["total"]["requests"] == 3
 
 
+SLOW = """
+import sys, time
+sys.stdin.read()
+time.sleep(4)
+print("slow but done")
+"""
+
+
+def test_time_limits_hold_for_each_round_not_for_the_tool_loop(
+    fake_server: FakeOpenRouter, rill_env: Path
+) -> None:
+    declare(rill_env, "slow", SLOW)
+    argv = ["--tool", "slow", "--yes", "--total-timeout", "3", "--no-history", "go"]
+    done = run(ask(fake_server.url, *argv), timeout=60)
+    assert done.returncode == 0, done.stderr  # 4 s of tool between two rounds of well under 3 s
+    assert done.stdout == b"The tool said: slow but done"
+    assert not (rill_env / "history").exists()  # --no-history: nothing written for any round
+
+
 # --- consent on a terminal, and Ctrl-C --------------------------------------------------------
 
 
@@ -494,3 +513,12 @@ def test_the_offline_demo_runs_the_tool_loop(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout == b"The tool said: 3"
     assert b"rill: tool word_count \xe2\x86\x92 exit 0" in done.stderr
+
+
+def test_output_past_100_kb_is_cut_with_a_note(rill_env: Path) -> None:
+    declare(rill_env, "big", "import sys; sys.stdin.read(); sys.stdout.write('x' * 300_000)")
+    done = run(["tools", "run", "big", '{"text": ""}'])
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    assert text.startswith("x" * 102_400 + "\n[rill: the output was cut at 100 KB")
+    assert "300,000 bytes in all" in text and text.count("x") == 102_400
