@@ -168,14 +168,14 @@ def run_rounds(
     finally:
         host.client.http.close()
     cancelled = loop.cancelled
-    if cancelled is not None and outcome.error is None:
+    if cancelled is not None and loop.stopped_in_calls:
         # The round's answer was complete (its tool calls were being run): the run ends as
         # cancelled all the same, with one terminal event.
         terminal = outcome.terminal
         if isinstance(terminal, Done):
             terminal = dataclasses.replace(terminal, finish_reason="cancelled")
         with suppress(OSError):
-            host.base.finish(terminal)
+            host.base.finish(terminal)  # unless the round's own was written already
         env = host.env
         where = f"; the chat is {outcome.chat_id}" if outcome.chat_id else ""
         write_line(env.stderr, f"rill: cancelled by {cancelled.reason} while a tool ran{where}")

@@ -91,6 +91,8 @@ class ToolLoop:
         """Usage of the rounds finished so far (the current one not included)."""
         self.cancelled: Cancelled | None = None
         self.limit_error: RoundLimit | None = None
+        self.stopped_in_calls = False
+        """A cancel came while the calls of a finished answer were being run."""
         self._target: ChatStream | Execution | None = None
         self._asking = False
 
@@ -139,13 +141,20 @@ class ToolLoop:
         while True:
             stream = host.stream(request, results)
             self._target = stream
+            if self.cancelled is not None and results:  # it came between two rounds
+                stream.cancel(self.cancelled)
             try:
                 outcome = host.render(stream)
             finally:
                 self._target = None
             usage = add_usage(self.usage, outcome.transcript.usage())
             calls = outcome.transcript.tool_calls() if outcome.error is None else []
-            if not calls or self.cancelled is not None or outcome.error is not None:
+            if not calls or outcome.error is not None:
+                return self._final(outcome, usage)
+            if self.cancelled is not None:  # the answer was complete when the cancel came
+                self.stopped_in_calls = True
+                why = f"error: not run: cancelled ({self.cancelled.reason})"
+                host.keep([_not_run(call, why) for call in calls], self.cancelled)
                 return self._final(outcome, usage)
             if self.rounds >= self.max_rounds:
                 self.limit_error = self.round_limit()
@@ -158,6 +167,7 @@ class ToolLoop:
             self.rounds += 1
             results = self.run_calls(calls, host)
             if self.cancelled is not None:
+                self.stopped_in_calls = True
                 host.keep(results, self.cancelled)
                 return self._final(outcome, usage)
             request = dataclasses.replace(
@@ -267,6 +277,8 @@ class RoundsRenderer:
         self.inner = inner
         self.loop = loop
         self._started = False
+        self.finished = False
+        """The one terminal event has been written."""
 
     @property
     def out(self) -> Any:
@@ -286,8 +298,9 @@ class RoundsRenderer:
 
     def finish(self, event: Terminal) -> None:
         loop = self.loop
-        if loop.will_continue(event):
+        if loop.will_continue(event) or self.finished:
             return
+        self.finished = True
         if isinstance(event, Done):
             usage = add_usage(loop.usage, event.usage)
             if event.message.get("tool_calls") and loop.cancelled is None:
