@@ -196,3 +196,25 @@ def test_extract_is_for_text_only(
     assert result.returncode == 2
     assert words in result.stderr and result.stderr.count(b"\n") == 1
     assert fake_server.chat_requests == []
+
+
+def test_on_a_terminal_control_sequences_are_shown_not_obeyed() -> None:
+    import io
+
+    from rill.events import Chunk, Done
+    from rill.output.extract import ExtractRenderer
+    from rill.terminal.safe import SafeText
+
+    done = Done({"role": "assistant", "content": ""}, None, "stop", None, None, None, None)
+    answer = "```\nprintf '\x1b]52;c;aGk=\x07'\r\n```\n"
+    out = io.BytesIO()
+    renderer = ExtractRenderer(out, tty=True, filt=SafeText())
+    for char in answer:
+        renderer.deltas(b"", [Chunk(char)])
+    renderer.finish(done)
+    assert out.getvalue().decode() == "printf '\u241b]52;c;aGk=\u2407'\n"
+    piped = io.BytesIO()
+    renderer = ExtractRenderer(piped)
+    renderer.deltas(b"", [Chunk(answer)])
+    renderer.finish(done)
+    assert piped.getvalue().decode() == "printf '\x1b]52;c;aGk=\x07'\r\n"

@@ -286,8 +286,13 @@ def _renderer(args: PromptArgs, settings: Any) -> Any:
     if args.extract is not None:
         from rill.output.extract import ExtractRenderer
 
-        # Code is written as it is (no markdown), even to a terminal: it is meant to be run.
-        renderer = ExtractRenderer(env.stdout, last=args.extract == "last", tty=tty)
+        filt = None
+        if tty and not args.raw:
+            from rill.terminal.safe import SafeText
+
+            filt = SafeText()  # control sequences are shown, not obeyed
+        # Code is written as it is, without markdown, even to a terminal: it is meant to be run.
+        renderer = ExtractRenderer(env.stdout, last=args.extract == "last", tty=tty, filt=filt)
         tty = False
     if tty or stderr_tty:
         # Spinner, live markdown, dimmed reasoning and safe output exist only for terminals;

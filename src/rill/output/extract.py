@@ -20,7 +20,7 @@ writes it then. An answer without a fenced block is written whole, at the end.
 from __future__ import annotations
 
 import re
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from rill.events import Chunk, Delta, Start, Terminal
 from rill.stream.transcript import Transcript
@@ -141,13 +141,30 @@ def extract(text: str, *, last: bool = False) -> str:
     return extractor.feed(text) + extractor.finish()
 
 
-class ExtractRenderer:
-    """``-x``/``--extract-last`` on ``--format text``: the block's contents, byte-exact (on a
-    terminal, a final newline when missing)."""
+class TextFilter(Protocol):
+    """What written text goes through (``rill.terminal.safe.SafeText`` on a terminal)."""
 
-    def __init__(self, out: BinaryIO, *, last: bool = False, tty: bool = False) -> None:
+    def feed(self, text: str) -> str: ...
+
+    def flush(self) -> str: ...
+
+
+class ExtractRenderer:
+    """``-x``/``--extract-last`` on ``--format text``: the block's contents, byte-exact in a
+    pipe; on a terminal through ``filt`` (control sequences made visible), with a final newline
+    when missing."""
+
+    def __init__(
+        self,
+        out: BinaryIO,
+        *,
+        last: bool = False,
+        tty: bool = False,
+        filt: TextFilter | None = None,
+    ) -> None:
         self.out = out
         self.tty = tty
+        self.filt = filt
         self.extractor = FenceExtractor(last=last)
         self.last = ""
 
@@ -161,10 +178,14 @@ class ExtractRenderer:
 
     def finish(self, event: Terminal) -> None:
         self._write(self.extractor.finish())
+        if self.filt is not None:
+            self._write(self.filt.flush(), filtered=True)
         if self.tty and self.last and self.last != "\n":
-            self._write("\n")
+            self._write("\n", filtered=True)
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str, *, filtered: bool = False) -> None:
+        if text and self.filt is not None and not filtered:
+            text = self.filt.feed(text)
         if text:
             self.out.write(text.encode("utf-8", "replace"))
             self.out.flush()
