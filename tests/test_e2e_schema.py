@@ -64,6 +64,15 @@ def test_valid_answer_in_the_other_formats(fake_server: FakeOpenRouter, fmt: str
         assert json.loads(out) == VALID
 
 
+def test_without_streaming_too(fake_server: FakeOpenRouter) -> None:
+    result = rill_run(fake_server, "fake/schema", "--schema", FIELDS, "--no-stream", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["parsed"] == VALID
+    assert fake_server.chat_requests[-1].body["stream"] is False
+    bad = rill_run(fake_server, "fake/schema-invalid", "--schema", FIELDS, "--no-stream")
+    assert bad.returncode == 9
+
+
 def test_no_schema_no_parsed(fake_server: FakeOpenRouter) -> None:
     result = rill_run(fake_server, "fake/demo", "-f", "json")
     assert "parsed" not in json.loads(result.stdout)
