@@ -108,6 +108,11 @@ def child_env(home: str) -> dict[str, str]:
     )
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
         env.pop(name, None)
+    # An installed package has its byte code compiled (pip does it at install; an editable
+    # install writes it on first use). With PYTHONDONTWRITEBYTECODE inherited, every run of a
+    # tool whose source has no .pyc yet would compile it again and start-up would measure the
+    # compiler: the warm-up run writes the caches instead.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

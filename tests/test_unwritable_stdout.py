@@ -22,6 +22,9 @@ COMMANDS = [
     ["completions", "bash"],
     ["fake-server", "--list-scenarios"],
     ["--version"],
+    ["--help"],
+    ["history", "--help"],
+    ["models", "--help"],
 ]
 
 

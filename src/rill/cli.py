@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 
 import typer
 from typer.core import TyperGroup
@@ -425,6 +425,18 @@ def _subcommand_names() -> set[str]:
     return names
 
 
+def _output_failed(exc: Exception) -> TypeGuard[OSError]:
+    """An error of writing the output (help text to a full disk): no file named, an errno that
+    only a write gives."""
+    import errno
+
+    return (
+        isinstance(exc, OSError)
+        and exc.filename is None
+        and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+    )
+
+
 def main() -> None:
     """Entry point of the ``rill`` command and ``python -m rill``."""
     debug = "--debug" in sys.argv or bool(os.environ.get("RILL_DEBUG"))
@@ -438,6 +450,12 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, shown briefly
+        if _output_failed(exc):  # help or usage text to a full disk
+            from rill.process import silence_stdout
+
+            silence_stdout()
+            err(f"cannot write the output: {exc.strerror or exc}")
+            sys.exit(int(ExitCode.OUTPUT))
         if debug:
             raise
         err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
