@@ -218,3 +218,15 @@ def test_on_a_terminal_control_sequences_are_shown_not_obeyed() -> None:
     renderer.deltas(b"", [Chunk(answer)])
     renderer.finish(done)
     assert piped.getvalue().decode() == "printf '\x1b]52;c;aGk=\x07'\r\n"
+
+
+def test_long_lines_are_not_kept_while_they_arrive() -> None:
+    """Prose, and an opening fence's info string, are decided early: a long line arriving in
+    small deltas is not held (and re-read) until its end."""
+    for head, first in (("prose ", "prose " + "ab" * 50_000), ("~~~ ", ""), ("```py", "")):
+        extractor = FenceExtractor()
+        extractor.feed(head)
+        for _ in range(50_000):
+            extractor.feed("ab")
+        assert extractor.held < 8
+        assert extractor.finish() == first

@@ -26,6 +26,10 @@ from rill.events import Chunk, Delta, Start, Terminal
 from rill.stream.transcript import Transcript
 
 _OPENING = re.compile(r"( {0,3})(`{3,}|~{3,})(.*)", re.DOTALL)
+#: A line's start that is a whole fence (the next character differs) and the info so far.
+_HEAD = re.compile(r"( {0,3})(`{3,}(?=[^`])|~{3,}(?=[^~]))(.*)", re.DOTALL)
+#: The start of a line that may still become an opening fence.
+_COULD_OPEN = re.compile(r" {0,3}(?:`{0,2}|~{0,2}|`{3,}[^`]*|~{3,}.*)", re.DOTALL)
 _OUTSIDE, _INSIDE, _DONE = 0, 1, 2
 
 
@@ -48,6 +52,12 @@ class FenceExtractor:
         self._indent = 0
         self._could_close: re.Pattern[str] | None = None
         self._closes: re.Pattern[str] | None = None
+        self._head: tuple[int, str] | None = None  # an opening fence whose info string arrives
+
+    @property
+    def held(self) -> int:
+        """Characters of the current line held back until it is decided."""
+        return len(self._pending)
 
     def feed(self, text: str) -> str:
         """Take the next piece of the answer; returns what may be written now."""
@@ -58,8 +68,17 @@ class FenceExtractor:
         while i < size and self._state != _DONE:
             newline = text.find("\n", i)
             end = size if newline < 0 else newline + 1
-            if self._decided:  # the rest of a content line
-                self._content(text[i:end], out)
+            if self._head is not None:  # the rest of an opening fence's line: its info string
+                if self._head[1][0] == "`" and "`" in text[i:end]:
+                    self._head, self._decided = None, newline < 0  # not a fence after all
+                elif newline >= 0:
+                    self._open_block(*self._head)
+                    self._head = None
+                i = end
+                continue
+            if self._decided:  # the rest of a content line, or of a line that opens nothing
+                if self._state == _INSIDE:
+                    self._content(text[i:end], out)
                 self._decided = newline < 0
                 i = end
                 continue
@@ -70,11 +89,24 @@ class FenceExtractor:
                 self._line(line, out)
             elif self._state == _INSIDE:
                 self._decide(out)
+            elif (head := _HEAD.fullmatch(self._pending)) is not None:
+                # A fence and the start of its info string: the rest need not be kept.
+                indent, fence, info = head.groups()
+                self._pending = ""
+                if fence[0] == "`" and "`" in info:
+                    self._decided = True
+                else:
+                    self._head = (len(indent), fence)
+            elif not _COULD_OPEN.fullmatch(self._pending):
+                self._pending, self._decided = "", True  # prose: not kept until its end
         return "".join(out)
 
     def finish(self) -> str:
         """The end of the answer: what is left to write."""
         out: list[str] = []
+        if self._head is not None:
+            self._open_block(*self._head)
+            self._head = None
         if self._pending and self._state != _DONE:
             line, self._pending = self._pending, ""
             self._line(line, out)
@@ -105,10 +137,13 @@ class FenceExtractor:
         indent, fence, info = match.groups()
         if fence[0] == "`" and "`" in info:
             return  # inline code spanning a line, not a fence (CommonMark)
+        self._open_block(len(indent), fence)
+
+    def _open_block(self, indent: int, fence: str) -> None:
         self.found = True
         self._whole = []
         self._state = _INSIDE
-        self._char, self._length, self._indent = fence[0], len(fence), len(indent)
+        self._char, self._length, self._indent = fence[0], len(fence), indent
         c = re.escape(self._char)
         self._closes = re.compile(rf" {{0,3}}{c}{{{self._length},}}[ \t]*\r?\n?")
         self._could_close = re.compile(rf" {{0,3}}(?:{c}*|{c}{{{self._length},}}[ \t\r]*)")
