@@ -27,6 +27,8 @@ HEAVY = (
     "rill.history",
     "rill.terminal",
     "rill.fake",
+    "rill.chat",  # rill chat only, with its line editor:
+    "prompt_toolkit",
     "jsonschema",  # only for --schema
 )
 
@@ -90,6 +92,18 @@ def test_a_piped_prompt_imports_nothing_heavy(fake_server: FakeOpenRouter, fmt: 
         modules
     )
     assert heavy_among(modules) == []
+
+
+def test_the_line_editor_is_rill_chats_alone() -> None:
+    """The whole command line (every subcommand registered, ``rill chat`` among them) does not
+    import prompt_toolkit; the chat's editor does, so the check above would see it."""
+    done, modules = imported_by(["-m", "rill", "history", "--help"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rill.commands.chat" in modules
+    assert heavy_among(modules) == []
+    done, modules = imported_by(["-c", "import rill.chat.editor"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert heavy_among(modules) == ["rill.chat", "prompt_toolkit"]
 
 
 def test_the_schema_validator_is_imported_only_with_a_schema(fake_server: FakeOpenRouter) -> None:
