@@ -174,6 +174,8 @@ def history_show(
             write(f"[assistant] {answer.get('content', '')}\n")
             if ex.get("error"):
                 write(f"[error] {ex['error'].get('message', '')}\n")
+            if ex.get("schema_error"):
+                write(f"[schema] {ex['schema_error']}\n")
 
 
 @history_app.command("rm")

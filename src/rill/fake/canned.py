@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rill.fake import hostile
+from rill.fake import hostile, structured
 from rill.fake.common import DEMO_CONTENT, LONG_CHUNKS, text_of
 from rill.fake.error_bodies import ERROR_KINDS
 from rill.fake.scenario import Scenario
@@ -48,6 +48,7 @@ CATALOGUE: list[tuple[str, str]] = [
     ("long[-N]", f"N small chunks (default {LONG_CHUNKS:,}), written in 64 KiB blocks"),
     ("long-events[-N]", "the same, one HTTP chunk per event"),
     *hostile.CATALOGUE,
+    *structured.CATALOGUE,
 ]
 
 
@@ -123,6 +124,8 @@ def canned_scenario(name: str, body: Mapping[str, Any] | None = None) -> Scenari
     if m := re.fullmatch(r"long(-events)?(?:-(\d+))?", key):
         n = int(m[2]) if m[2] else LONG_CHUNKS
         return Scenario.long(n, split="event" if m[1] else "coalesce")
+    if (answer := structured.scenario(key, body)) is not None:
+        return answer
     if key == "echo":
         return Scenario(content=_words(_last_user_text(body)) or ["(no user message)"])
     build = _FIXED.get(key)
