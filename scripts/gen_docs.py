@@ -82,6 +82,8 @@ EXIT_STATUS: dict[ExitCode, str] = {
     "stream that ended without a finish reason.",
     ExitCode.NETWORK: "Network error or timeout before a response, or an idle, first-token or "
     "total timeout.",
+    ExitCode.SCHEMA: "The answer does not match --schema (not JSON, or not valid for it); the "
+    "answer is still on standard output and in history.",
     ExitCode.OUTPUT: "Standard output could not be written (a full disk, /dev/full); the partial "
     "answer is kept in history.",
     ExitCode.INTERRUPTED: "Interrupted by SIGINT (Ctrl-C); the partial answer is kept in history.",

@@ -139,6 +139,20 @@ FAULTS = [
         ["--total-timeout", "0.8"],
     ),
     Fault("a single data line of 4 MiB", 0, "", Scenario(content=["a"], huge_piece_bytes=4 * MIB)),
+    Fault(
+        "answer that does not match --schema (kept on stdout and in history)",
+        9,
+        "does not match the schema at $.name",
+        "fake/schema-invalid",
+        ["--schema", "name"],
+    ),
+    Fault(
+        "answer that is not JSON with --schema",
+        9,
+        "the answer is not JSON",
+        "fake/demo",
+        ["--schema", "name"],
+    ),
     Fault("connection refused", 8, "cannot connect", None, ["--retries", "0"], _refused),
     Fault(
         "DNS failure",

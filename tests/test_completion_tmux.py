@@ -270,7 +270,8 @@ def chat_id(fake_server: Any) -> str:
         ("rill --mo", ["rill --model"]),  # the one match is completed in place
         ("rill config get ret", ["rill config get retries"]),
         ("rill --color ", ["always", "never"]),
-        ("rill --", ["--model", "--format", "--template", "--dry-run"]),
+        # Options early in the alphabet: fish's pager shows only a screenful of rows.
+        ("rill --", ["--model", "--format", "--base-url", "--dry-run"]),
         ("rill usage --by ", ["model", "day"]),
     ],
 )

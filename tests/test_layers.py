@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
         "rill.process",
         "rill.urls",
         "rill.values",
+        "rill.schema",
     ),
     ("rill.config",),
     ("rill.stream",),

@@ -2,9 +2,9 @@
 
 ``rill "prompt" | …`` runs inside loops and one-liners, so everything it imports is paid on every
 call. Markdown rendering (``rich.markdown``, ``markdown_it``, ``pygments``), rich tables, the
-terminal layer (``rill.terminal``) and the history store (``rill.history``) belong to terminals
-and
-subcommands and must be imported inside the code that needs them. Each check runs in a fresh
+terminal layer (``rill.terminal``), the history store (``rill.history``) and the schema validator
+(``jsonschema``, for ``--schema`` only) belong to terminals, subcommands and the flags that use
+them, and must be imported inside the code that needs them. Each check runs in a fresh
 interpreter, so nothing imported by the test process itself can hide a regression.
 """
 
@@ -32,6 +32,7 @@ HEAVY = (
     "mcp",
     "rill.chat",  # rill chat only, with its line editor:
     "prompt_toolkit",
+    "jsonschema",  # only for --schema
 )
 
 
@@ -106,3 +107,14 @@ def test_the_line_editor_is_rill_chats_alone() -> None:
     done, modules = imported_by(["-c", "import rill.chat.editor"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert heavy_among(modules) == ["rill.chat", "prompt_toolkit"]
+
+
+def test_the_schema_validator_is_imported_only_with_a_schema(fake_server: FakeOpenRouter) -> None:
+    argv = ["-m", "rill", "--base-url", fake_server.url, "-m", "fake/schema", "--no-history"]
+    done, modules = imported_by([*argv, "--schema", "name", "hi"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "jsonschema" in modules  # the check above would see it
+    assert json.loads(done.stdout) == {"name": "name text"}
+    done, modules = imported_by([*argv, "hi"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "jsonschema" not in modules and "rill.schema" not in modules

@@ -37,6 +37,8 @@ def stream_chat(
     total_timeout: float | None = None,
     retries: int | None = None,
     history: bool = False,
+    schema: str | dict[str, Any] | None = None,
+    schema_multi: bool = False,
 ) -> Iterator[Event]:
     """Stream one completion: ``Start``, deltas, then exactly one ``Done`` or ``Error``.
 
@@ -49,6 +51,13 @@ def stream_chat(
     ``total_timeout`` count from the call; an expired one ends the stream with an ``Error`` whose
     ``exit_code`` is 8. Leaving the loop early closes the connection and, with history, records
     the partial answer as cancelled.
+
+    ``schema`` asks for JSON of that shape, as ``--schema`` does (a JSON Schema as a dict, or a
+    string: inline JSON, ``@FILE`` or the concise ``"name, age int"``; ``schema_multi`` asks for
+    ``{"items": [...]}``). A bad schema raises ``UsageError`` at the call. The answer still
+    streams as ``Chunk`` events; a valid one ends with ``Done`` whose ``parsed`` holds it, one
+    that is not JSON or not valid ends with an ``Error`` whose ``exit_code`` is 9, ``code``
+    ``"schema_mismatch"``, ``message`` the reason and ``partial`` the whole answer.
     """
     import dataclasses
 
@@ -69,6 +78,11 @@ def stream_chat(
         "total_timeout": total_timeout,
         "retries": retries,
     }
+    parsed_schema = None
+    if schema is not None:
+        from rill.schema import parse_schema
+
+        parsed_schema = parse_schema(schema, multi=schema_multi)
     settings = resolve_settings(flags)
     if api_key is not None:
         settings = dataclasses.replace(settings, api_key=api_key)
@@ -85,6 +99,7 @@ def stream_chat(
         temperature=settings.temperature,
         reasoning_effort=reasoning_effort,
         extra=dict(options or {}),
+        schema=parsed_schema,
     )
 
     def begin() -> Any:

@@ -266,6 +266,22 @@ def ask(
     mcp: opt.Mcp = None,
     yes: opt.Yes = False,
     max_tool_rounds: opt.MaxToolRounds = 10,
+    schema: opt.Schema = None,
+    schema_multi: opt.SchemaMulti = None,
+    extract: Annotated[
+        bool,
+        typer.Option(
+            "--extract",
+            "-x",
+            help="Write only the first fenced code block's contents, as it streams (text format).",
+        ),
+    ] = False,
+    extract_last: Annotated[
+        bool,
+        typer.Option(
+            "--extract-last", help="Write only the last fenced code block's contents, at the end."
+        ),
+    ] = False,
     markdown: Annotated[
         bool | None,
         typer.Option("--markdown/--no-markdown", help="Render markdown on a terminal."),
@@ -296,6 +312,7 @@ def ask(
     from rill.input.routing import make_flags
 
     _check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
+    _check_outputs(ctx, fmt, schema, schema_multi, extract, extract_last)
     words = list(prompt or [])
     routing = make_flags(
         provider=provider,
@@ -343,6 +360,9 @@ def ask(
         mcp=list(mcp or []),
         yes=yes,
         max_tool_rounds=max_tool_rounds,
+        schema=schema if schema_multi is None else schema_multi,
+        schema_multi=schema_multi is not None,
+        extract="last" if extract_last else "first" if extract else None,
         raw=raw,
         debug=debug,
         transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
@@ -365,6 +385,24 @@ def _check_combinations(
 
         if HistoryStore(resolve_paths().history_dir, read_only=True).last_chat_id() is None:
             raise UsageError("no chat to continue yet: start one with rill PROMPT")
+
+
+def _check_outputs(
+    ctx: Any,
+    fmt: OutputFormat,
+    schema: str | None,
+    schema_multi: str | None,
+    extract: bool,
+    extract_last: bool,
+) -> None:
+    """``--schema`` and ``--schema-multi`` ask for one shape; ``-x`` writes text."""
+    if schema is not None and schema_multi is not None:
+        ctx.fail("--schema asks for one object and --schema-multi for a list: use one of them")
+    if extract and extract_last:
+        ctx.fail("-x writes the first code block and --extract-last the last: use one of them")
+    if (extract or extract_last) and fmt is not OutputFormat.text:
+        name = "-x" if extract else "--extract-last"
+        ctx.fail(f"{name} writes a code block as text: it cannot be combined with -f {fmt.value}")
 
 
 for _target in (app, prompt_app):

@@ -13,6 +13,7 @@ the CLI maps outcomes to codes in exactly one place (``RillError.exit_code``)::
     ├── StreamError                exit 7   error chunk inside the stream, bad framing, truncation
     ├── NetworkError               exit 8   connect/DNS/TLS failure before a response
     │   └── TimeoutError_          exit 8   connect, first-token, idle or total time limit
+    ├── SchemaMismatch             exit 9   the answer is not JSON valid for --schema
     └── Cancelled                  exit 130 (SIGINT), 143 (SIGTERM, SIGHUP), 141 (closed stdout)
 
 Messages are one line, carry the upstream's own words, and never contain the API key.
@@ -36,6 +37,7 @@ class ExitCode(IntEnum):
     RATE_LIMITED = 6
     UPSTREAM = 7
     NETWORK = 8
+    SCHEMA = 9  # the answer does not match --schema (it is still shown and kept)
     OUTPUT = 74  # EX_IOERR (sysexits.h): stdout could not be written, e.g. a full disk
     # 128 + signal number, as shells report a process killed by that signal.
     INTERRUPTED = 130  # SIGINT (2)
@@ -112,6 +114,18 @@ class NetworkError(RillError):
 
 class TimeoutError_(NetworkError):  # noqa: N801 - trailing underscore avoids the builtin's name
     pass
+
+
+class SchemaMismatch(RillError):
+    """The complete answer is not JSON, or not valid for ``--schema``. ``path`` is the first
+    failing place in the answer (``$.items[0].age``), None when it is not JSON at all."""
+
+    exit_code = ExitCode.SCHEMA
+    code = "schema_mismatch"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class OutputError(RillError):

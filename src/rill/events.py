@@ -69,9 +69,14 @@ class Done:
     id: str | None
     """The upstream's generation id."""
     chat_id: str | None
+    parsed: Any = None
+    """With a schema (``--schema``, ``stream_chat(schema=...)``): the answer parsed, valid for
+    it (an answer that is not ends with an ``Error`` whose ``exit_code`` is 9 instead)."""
+    checked: bool = False
+    """Whether the answer was checked against a schema (then ``parsed`` is shown)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "message": self.message,
             "usage": self.usage,
             "finish_reason": self.finish_reason,
@@ -80,6 +85,9 @@ class Done:
             "id": self.id,
             "chat_id": self.chat_id,
         }
+        if self.checked:
+            data["parsed"] = self.parsed
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,9 @@ class Item:
     system: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
+    schema: str | dict[str, Any] | None = None
+    """``"schema"``: the item's own ``--schema`` (a JSON Schema object, or a string as the flag
+    takes it)."""
 
     @property
     def key(self) -> str | None:
@@ -69,11 +72,14 @@ def _item_problem(obj: dict[str, Any]) -> str | None:
             return f"{key} must be a string"
     if obj.get("options") is not None and not isinstance(obj["options"], dict):
         return "options must be an object"
+    if obj.get("schema") is not None and not isinstance(obj["schema"], dict | str):
+        return "schema must be an object or a string"
     return None
 
 
 def parse_item(line: int, raw: bytes) -> Item:
-    """One JSON line: ``{"id", "prompt" | "messages", "model"?, "system"?, "options"?}``."""
+    """One JSON line: ``{"id", "prompt" | "messages", "model"?, "system"?, "options"?,
+    "schema"?}``."""
     try:
         obj = json.loads(raw)
     except ValueError:  # JSON and UTF-8 errors alike
@@ -94,6 +100,7 @@ def parse_item(line: int, raw: bytes) -> Item:
         model=obj.get("model"),
         system=obj.get("system"),
         options=obj.get("options") or {},
+        schema=obj.get("schema"),
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rill.config.settings import Settings
+from rill.schema import Schema, parse_schema
 from rill.stream.protocol import Request
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ class Defaults:
     """With ``routing``: where the ``provider`` table and the OpenRouter check come from."""
     cache_pieces: tuple[str, ...] | None = None
     """``--cache``: the text every prompt shares (prefix, template text); None: no caching."""
+    schema: Schema | None = None
+    """``--schema``/``--schema-multi``: what every item's answer must match, unless the item
+    gives its own ``"schema"`` (which ``--schema-multi`` then wraps too)."""
+    schema_multi: bool = False
 
 
 def merge_fields(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +78,7 @@ def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]
         temperature=d.temperature,
         reasoning_effort=d.reasoning_effort,
         extra=extra,
+        schema=d.schema if item.schema is None else parse_schema(item.schema, multi=d.schema_multi),
     )
     check_extra(request.extra)  # an item may not override model, messages or stream
     return request, messages

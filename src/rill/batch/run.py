@@ -53,6 +53,9 @@ class BatchArgs:
     stderr: TextIO | None = None
     progress: bool | None = None
     """None: show progress when stderr is a terminal."""
+    schema: str | None = None
+    """``--schema`` (``--schema-multi`` with ``schema_multi``) for every item."""
+    schema_multi: bool = False
 
 
 def read_input(source: str | None, stdin: BinaryIO | None) -> bytes:
@@ -103,6 +106,8 @@ def resolve(args: BatchArgs, warn: Callable[[str], None]) -> tuple[Settings, Def
         routing=_checked_routing(args.routing, settings),
         settings=settings,
         cache_pieces=(args.prompt_prefix or "", template_text) if args.cache else None,
+        schema=_schema(args),
+        schema_multi=args.schema_multi,
     )
     return settings, defaults
 
@@ -206,3 +211,12 @@ def run_batch(args: BatchArgs) -> int:
     not_saved = store.not_saved if store is not None else 0
     reporter.summary(stop, batch.unfinished, resumable=path is not None, not_saved=not_saved)
     return code
+
+
+def _schema(args: BatchArgs) -> Any:
+    """``--schema`` for every item, checked once before anything is sent (exit 2 when bad)."""
+    if args.schema is None:
+        return None
+    from rill.schema import parse_schema
+
+    return parse_schema(args.schema, multi=args.schema_multi)

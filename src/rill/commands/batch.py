@@ -14,9 +14,10 @@ from rill.commands import options as opt
 
 HELP = (
     "Answer many prompts concurrently. INPUT (a file, or stdin when omitted or '-') holds JSON "
-    'lines such as {"id": 1, "prompt": "..."} (or "messages"; optional "model", "system" and '
-    '"options"); each finished item is one JSON line: the --format json object with "id" '
-    "first. With -o FILE, ids already answered in FILE are skipped, so a stopped batch resumes."
+    'lines such as {"id": 1, "prompt": "..."} (or "messages"; optional "model", "system", '
+    '"options" and "schema"); each finished item is one JSON line: the --format json object '
+    'with "id" first. With -o FILE, ids already answered in FILE are skipped, so a stopped '
+    "batch resumes."
 )
 EPILOG = (
     "Per-item fields win over the options. The request-field option is --option KEY=VALUE "
@@ -94,6 +95,8 @@ def batch_command(
     fallback: opt.Fallback = None,
     online: opt.Online = False,
     cache: opt.Cache = False,
+    schema: opt.Schema = None,
+    schema_multi: opt.SchemaMulti = None,
 ) -> None:
     from rill.batch import BatchArgs, run_batch
     from rill.commands.prompt import check_params
@@ -101,6 +104,8 @@ def batch_command(
     from rill.input.routing import make_flags
 
     check_params(ctx, param, template)
+    if schema is not None and schema_multi is not None:
+        ctx.fail("--schema asks for one object and --schema-multi for a list: use one of them")
     routing = make_flags(
         provider=provider,
         only=only,
@@ -140,6 +145,8 @@ def batch_command(
         cache=cache,
         transport=(ctx.obj or {}).get("transport") if isinstance(ctx.obj, dict) else None,
         stdin=getattr(sys.stdin, "buffer", None),
+        schema=schema if schema_multi is None else schema_multi,
+        schema_multi=schema_multi is not None,
     )
     raise typer.Exit(run_batch(args))
 

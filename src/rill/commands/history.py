@@ -184,6 +184,8 @@ def history_show(
                 write(f"[tool call] {name} {arguments}\n")
             if ex.get("error"):
                 write(f"[error] {ex['error'].get('message', '')}\n")
+            if ex.get("schema_error"):
+                write(f"[schema] {ex['schema_error']}\n")
 
 
 def _tool_results(exchange: dict[str, Any]) -> dict[Any, str]:

@@ -272,3 +272,24 @@ TotalTimeout = Annotated[
         "--total-timeout", metavar="SECONDS", help="Limit on the whole run.", click_type=SECONDS
     ),
 ]
+
+# Structured output (rill.schema).
+Schema = Annotated[
+    str | None,
+    typer.Option(
+        "--schema",
+        metavar="SCHEMA",
+        help=(
+            "Ask for JSON matching SCHEMA (inline JSON, @FILE, or fields such as "
+            "'name, age int, ok bool, bio: a description') and check the answer (exit 9 if not)."
+        ),
+    ),
+]
+SchemaMulti = Annotated[
+    str | None,
+    typer.Option(
+        "--schema-multi",
+        metavar="SCHEMA",
+        help='Like --schema, for a list: the answer is {"items": [...]} of SCHEMA objects.',
+    ),
+]

@@ -8,6 +8,7 @@ the outcome on stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from contextlib import ExitStack
@@ -58,6 +59,11 @@ class PromptArgs:
     mcp: list[str] = field(default_factory=list)
     yes: bool = False
     max_tool_rounds: int = 10
+    schema: str | None = None
+    """``--schema`` (or ``--schema-multi`` with ``schema_multi``): the spec as given."""
+    schema_multi: bool = False
+    extract: str | None = None
+    """``-x``: "first", ``--extract-last``: "last", else None."""
 
 
 def check_params(ctx: Any, params: list[str] | None, template: str | None) -> None:
@@ -97,10 +103,17 @@ def run_prompt(args: PromptArgs) -> int:
             raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
         args.env = Environment.from_process()
     ask = _ask(args)
+    schema = None
+    if args.schema is not None:
+        from rill.schema import parse_schema
+
+        schema = parse_schema(args.schema, multi=args.schema_multi)
     chat_id, earlier = _continued(args, ask.flags)
     settings = resolve_settings(ask.flags, warn=_warn)
     _check_transport(settings, dry_run=args.dry_run)
     request, turn = _request(args, ask, settings, earlier)
+    if schema is not None:
+        request = dataclasses.replace(request, schema=schema)
     with ExitStack() as stack:
         tools = None
         if args.tools or args.mcp:
@@ -126,8 +139,6 @@ def _check_transport(settings: Any, *, dry_run: bool) -> None:
     if not (dry_run and settings.openrouter and not settings.api_key):
         settings.check_transport()
         return
-    import dataclasses
-
     dataclasses.replace(settings, api_key=_PLACEHOLDER_KEY).check_transport()
     _warn("no API key: a real run needs OPENROUTER_API_KEY (or api_key_cmd in config.toml)")
 
@@ -307,6 +318,17 @@ def _renderer(args: PromptArgs, settings: Any, renderer: Any = None) -> Any:
     if renderer is None:
         renderer = make_renderer(args.fmt, env.stdout, tty=tty)
     stderr_tty = env.stderr_isatty
+    if args.extract is not None:
+        from rill.output.extract import ExtractRenderer
+
+        filt = None
+        if tty and not args.raw:
+            from rill.terminal.safe import SafeText
+
+            filt = SafeText()  # control sequences are shown, not obeyed
+        # Code is written as it is, without markdown, even to a terminal: it is meant to be run.
+        renderer = ExtractRenderer(env.stdout, last=args.extract == "last", tty=tty, filt=filt)
+        tty = False
     if tty or stderr_tty:
         # Spinner, live markdown, dimmed reasoning and safe output exist only for terminals;
         # a plain pipe never imports any of it.

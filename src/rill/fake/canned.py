@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rill.fake import hostile, toolmodel
+from rill.fake import hostile, structured, toolmodel
 from rill.fake.common import DEMO_CONTENT, LONG_CHUNKS, text_of
 from rill.fake.error_bodies import ERROR_KINDS
 from rill.fake.scenario import Scenario
@@ -49,6 +49,7 @@ CATALOGUE: list[tuple[str, str]] = [
     ("long-events[-N]", "the same, one HTTP chunk per event"),
     *toolmodel.CATALOGUE,
     *hostile.CATALOGUE,
+    *structured.CATALOGUE,
 ]
 
 
@@ -126,6 +127,8 @@ def canned_scenario(name: str, body: Mapping[str, Any] | None = None) -> Scenari
         return Scenario.long(n, split="event" if m[1] else "coalesce")
     if key.startswith("tool-"):
         return toolmodel.scenario(key, body)
+    if (answer := structured.scenario(key, body)) is not None:
+        return answer
     if key == "echo":
         return Scenario(content=_words(_last_user_text(body)) or ["(no user message)"])
     build = _FIXED.get(key)

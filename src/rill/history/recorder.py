@@ -179,6 +179,7 @@ class ExchangeRecorder:
             "usage": normalise.usage(outcome.get("usage"), notes),
             "timings": normalise.finite_numbers(timings, "timings", notes) or None,
             "error": error or None,
+            "schema_error": normalise.text_or_none(outcome.get("schema_error"), "schema", notes),
         }
         if notes:
             final["notes"] = notes

@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rill.errors import Cancelled, ExitCode, NetworkError, RillError, StreamError, TimeoutError_
+from rill.errors import (
+    Cancelled,
+    ExitCode,
+    NetworkError,
+    RillError,
+    SchemaMismatch,
+    StreamError,
+    TimeoutError_,
+)
 from rill.events import Done, Error, Terminal
 from rill.stream.protocol import Request
 from rill.stream.transcript import Transcript
@@ -77,6 +85,12 @@ def conclude(
     finish_reason = transcript.final_finish_reason()
     if error is None:
         error = _implied_error(transcript, finish_reason)
+    parsed, checked = None, False
+    if error is None and request.schema is not None:
+        try:
+            parsed, checked = request.schema.check(transcript.content), True
+        except SchemaMismatch as exc:
+            error = exc  # the answer is complete and kept: only its shape is wrong
     record: dict[str, Any] = {
         "content": transcript.content,
         "reasoning": transcript.reasoning or None,
@@ -99,6 +113,8 @@ def conclude(
             provider=transcript.provider,
             id=transcript.id,
             chat_id=chat_id,
+            parsed=parsed,
+            checked=checked,
         )
         record["finish_reason"] = reason
         exit_code = error.exit_code if error is not None else ExitCode.OK
@@ -111,12 +127,16 @@ def conclude(
             partial=transcript.message(),
             chat_id=chat_id,
         )
-        record["finish_reason"] = "error"
-        record["error"] = terminal.as_dict() | {"partial": None}
-        del record["error"]["chat_id"]  # the record is in the chat already
+        if isinstance(error, SchemaMismatch):
+            record["finish_reason"] = finish_reason
+            record["schema_error"] = error.message
+        else:
+            record["finish_reason"] = "error"
+            record["error"] = terminal.as_dict() | {"partial": None}
+            del record["error"]["chat_id"]  # the record is in the chat already
         exit_code = error.exit_code
     notes = []
-    if error is None and finish_reason == "length":
+    if (error is None or isinstance(error, SchemaMismatch)) and finish_reason == "length":
         limit = request.max_tokens
         notes.append(
             f"the answer was cut at the token limit{f' ({limit})' if limit else ''}; "

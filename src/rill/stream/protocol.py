@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rill import __version__
 from rill.config.settings import Settings
+
+if TYPE_CHECKING:
+    from rill.schema import Schema
 
 #: Body fields only OpenRouter understands; other servers may reject unknown fields (PROTOCOL §9).
 OPENROUTER_ONLY_FIELDS = frozenset(
@@ -37,6 +40,8 @@ class Request:
     reasoning_effort: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Extra body fields (``-o KEY=VALUE``, template options); they win over everything else."""
+    schema: Schema | None = None
+    """``--schema``: sent as ``response_format``; the complete answer is checked against it."""
 
     def options(self) -> dict[str, Any]:
         """The request's settings besides messages, as recorded in history."""
@@ -48,6 +53,8 @@ class Request:
         if self.reasoning_effort is not None:
             out["reasoning_effort"] = self.reasoning_effort
         out.update(self.extra)
+        if self.schema is not None:
+            out["response_format"] = self.schema.response_format()
         return out
 
 
@@ -74,6 +81,8 @@ def build_payload(request: Request, *, openrouter: bool) -> dict[str, Any]:
             body[key] = {**body[key], **value}
         else:
             body[key] = value
+    if request.schema is not None:  # the answer is checked against it: it is what is asked
+        body["response_format"] = request.schema.response_format()
     return body
 
 
