@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rill.history",),
     ("rill.output", "rill.terminal"),
     ("rill.input",),
-    ("rill.batch", "rill.api", "rill.chat"),
+    ("rill.batch", "rill.api", "rill.chat", "rill.tools"),
     ("rill.fake",),
     ("rill.commands",),
     ("rill.cli", "rill.__main__"),

@@ -27,6 +27,9 @@ HEAVY = (
     "rill.history",
     "rill.terminal",
     "rill.fake",
+    "rill.tools",  # --tool / --mcp only
+    "jsonschema",
+    "mcp",
     "rill.chat",  # rill chat only, with its line editor:
     "prompt_toolkit",
     "jsonschema",  # only for --schema

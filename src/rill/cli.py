@@ -21,6 +21,11 @@ from rill.commands.completion import add_completers, complete_chat
 from rill.errors import ExitCode, RillError, UsageError
 from rill.output.formats import OutputFormat
 
+# httpx imports its own command-line client (click, rich.table, pygments) whenever click is
+# installed, as it is beside the MCP SDK; rill never runs it. A missing entry makes that import
+# fail, and httpx falls back to a stub: a piped prompt stays light (tests/test_lazy_imports.py).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 #: Options that belong to the command group itself rather than to the prompt.
 GROUP_OPTIONS = frozenset({"--install-completion", "--show-completion"})
 
@@ -257,6 +262,10 @@ def ask(
     fallback: opt.Fallback = None,
     online: opt.Online = False,
     cache: opt.Cache = False,
+    tool: opt.Tool = None,
+    mcp: opt.Mcp = None,
+    yes: opt.Yes = False,
+    max_tool_rounds: opt.MaxToolRounds = 10,
     schema: opt.Schema = None,
     schema_multi: opt.SchemaMulti = None,
     extract: Annotated[
@@ -347,6 +356,10 @@ def ask(
         template=template,
         params=parse_params(param or []),
         dry_run=dry_run,
+        tools=list(tool or []),
+        mcp=list(mcp or []),
+        yes=yes,
+        max_tool_rounds=max_tool_rounds,
         schema=schema if schema_multi is None else schema_multi,
         schema_multi=schema_multi is not None,
         extract="last" if extract_last else "first" if extract else None,
@@ -411,6 +424,7 @@ def _register_subcommands() -> None:
         key,
         models,
         templates,
+        tools,
     )
 
     history.register(app)
@@ -418,6 +432,7 @@ def _register_subcommands() -> None:
     key.register(app)
     config.register(app)
     templates.register(app)
+    tools.register(app)
     batch.register(app)
     chat.register(app)
     fake.register(app)

@@ -57,6 +57,25 @@ def complete_template(incomplete: str) -> list[str]:
     return sorted(n for n in names if n.startswith(incomplete))
 
 
+def complete_tool(incomplete: str) -> list[str]:
+    """The declared tools (``tools/NAME.toml``) for ``--tool`` and ``rill tools``."""
+    from rill.tools.definitions import tool_names, tools_dir
+
+    names = tool_names(tools_dir(resolve_paths().config_dir))
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def complete_mcp(incomplete: str) -> list[str]:
+    """The ``[mcp.NAME]`` servers in config.toml for ``--mcp``."""
+    try:
+        from rill.config.settings import load_config
+
+        table = load_config(resolve_paths().config_file).get("mcp", {})
+    except Exception:  # noqa: BLE001 - a broken config must not break Tab
+        return []
+    return sorted(n for n in table if isinstance(n, str) and n.startswith(incomplete))
+
+
 def _aliases() -> list[str]:
     try:
         from rill.config.settings import load_config

@@ -20,7 +20,8 @@ with --no-auth), or any OpenAI SDK with base_url=URL.
 A request for the model fake/NAME gets the canned scenario NAME; --scenario NAME answers every \
 other model with it. Scenarios (--list-scenarios describes each): demo, echo, \
 error-STATUS[-KIND], midstream-error, truncated, broken-json, silent-failure, slow, stall, \
-keepalive, reasoning, tools, length, no-usage, split, huge, long[-N]; and hostile modes for \
+keepalive, reasoning, tools, tool-use (a model that calls the tools it is offered), tool-loop, \
+length, no-usage, split, huge, long[-N]; and hostile modes for \
 hardening tests: hostile-endless-line[-SIZE] (a line that never ends), hostile-deep-content[-N], \
 hostile-deep-reasoning[-N], hostile-deep-error[-N] (JSON nested N deep), \
 hostile-type-FIELD[-object|-number] (id, model, provider or finish_reason of the wrong type), \

@@ -168,14 +168,36 @@ def history_show(
                 f" · {usage.get('prompt_tokens', '-')}/{usage.get('completion_tokens', '-')}"
                 f" tokens · {_cost(usage.get('cost'))}{server}\n"
             )
+            results = _tool_results(ex)
             for message in ex.get("messages", []):
-                write(f"[{message.get('role')}] {message.get('content')}\n")
+                role = message.get("role")
+                if role == "tool" and message.get("tool_call_id") in results:
+                    role = results[message.get("tool_call_id")]
+                write(f"[{role}] {message.get('content')}\n")
             answer = ex.get("answer") or {}
-            write(f"[assistant] {answer.get('content', '')}\n")
+            calls = answer.get("tool_calls") or []
+            if answer.get("content") or not calls:
+                write(f"[assistant] {answer.get('content', '')}\n")
+            for call in calls:
+                function = call.get("function") or {} if isinstance(call, dict) else {}
+                name, arguments = function.get("name"), function.get("arguments")
+                write(f"[tool call] {name} {arguments}\n")
             if ex.get("error"):
                 write(f"[error] {ex['error'].get('message', '')}\n")
             if ex.get("schema_error"):
                 write(f"[schema] {ex['schema_error']}\n")
+
+
+def _tool_results(exchange: dict[str, Any]) -> dict[Any, str]:
+    """A tool round's results by call id, as their messages are labelled: ``tool NAME · exit
+    N`` (``not run`` for a call that was refused or invalid)."""
+    out: dict[Any, str] = {}
+    for result in exchange.get("tool_results") or []:
+        if isinstance(result, dict):
+            code = result.get("exit_code")
+            ended = "not run" if code is None else f"exit {code}"
+            out[result.get("id")] = f"tool {result.get('name')} · {ended}"
+    return out
 
 
 @history_app.command("rm")

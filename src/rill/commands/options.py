@@ -10,7 +10,12 @@ import typer
 from typer._click.types import FloatParamType, FloatRange
 from typer.core import TyperCommand
 
-from rill.commands.completion import complete_model, complete_template
+from rill.commands.completion import (
+    complete_mcp,
+    complete_model,
+    complete_template,
+    complete_tool,
+)
 
 
 class Command(TyperCommand):
@@ -124,6 +129,37 @@ Model = Annotated[
 ]
 System = Annotated[
     str | None, typer.Option("--system", "-s", metavar="TEXT", help="System prompt.")
+]
+Tool = Annotated[
+    list[str] | None,
+    repeated(
+        "--tool",
+        "Offer the declared tool tools/NAME.toml to the model (repeatable); calls need consent.",
+        autocompletion=complete_tool,
+    ),
+]
+Mcp = Annotated[
+    list[str] | None,
+    repeated(
+        "--mcp",
+        "Offer the tools of the MCP server [mcp.NAME] in config.toml (repeatable).",
+        autocompletion=complete_mcp,
+    ),
+]
+Yes = Annotated[
+    bool,
+    typer.Option(
+        "--yes", "-y", help="Run tool calls without asking (needed when there is no terminal)."
+    ),
+]
+MaxToolRounds = Annotated[
+    int,
+    typer.Option(
+        "--max-tool-rounds",
+        metavar="N",
+        min=0,
+        help="Rounds of tool calls before giving up (exit 7).",
+    ),
 ]
 Template = Annotated[
     str | None,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rill.env import Environment
@@ -52,6 +54,11 @@ class PromptArgs:
     """``--cache``: mark the prompt for caching (``rill.input.caching``)."""
     env: Environment | None = None
     """Where the run reads and writes; None: the process's own streams."""
+    # Tools (``rill.tools``): --tool NAME, --mcp NAME, --yes, --max-tool-rounds N.
+    tools: list[str] = field(default_factory=list)
+    mcp: list[str] = field(default_factory=list)
+    yes: bool = False
+    max_tool_rounds: int = 10
     schema: str | None = None
     """``--schema`` (or ``--schema-multi`` with ``schema_multi``): the spec as given."""
     schema_multi: bool = False
@@ -107,12 +114,20 @@ def run_prompt(args: PromptArgs) -> int:
     request, turn = _request(args, ask, settings, earlier)
     if schema is not None:
         request = dataclasses.replace(request, schema=schema)
-    if args.dry_run:
-        return _print_dry_run(args.env, settings, request)
-    store = _recording_store(args, settings)
-    http = make_http_client(settings, args.transport)
-    client = ChatClient(settings, http, policy=RetryPolicy(settings.retries, _retry_notes(args)))
-    return _stream(args, settings, client, request, store, chat_id, turn)
+    with ExitStack() as stack:
+        tools = None
+        if args.tools or args.mcp:
+            from rill.commands.toolrun import open_tools, with_tools
+
+            tools = stack.enter_context(open_tools(args.tools, args.mcp, settings.paths))
+            request = with_tools(request, tools)
+        if args.dry_run:
+            return _print_dry_run(args.env, settings, request)
+        store = _recording_store(args, settings)
+        http = make_http_client(settings, args.transport)
+        policy = RetryPolicy(settings.retries, _retry_notes(args))
+        client = ChatClient(settings, http, policy=policy)
+        return _stream(args, settings, client, request, store, chat_id, turn, tools)
 
 
 def _check_transport(settings: Any, *, dry_run: bool) -> None:
@@ -240,32 +255,50 @@ def _stream(
     store: Any,
     chat_id: str | None,
     turn: list[dict[str, Any]],
+    tools: list[Any] | None = None,
 ) -> int:
     from rill.stream.control import Limits
     from rill.stream.pipeline import ChatStream, NullSink
 
-    def begin() -> Any:
-        if store is None:
-            return NullSink()
-        from rill.history import ExchangeStart
+    def make_begin(
+        chat_id: str | None,
+        turn: list[dict[str, Any]],
+        tool_results: list[dict[str, Any]] | None = None,
+        sent: bool = True,
+    ) -> Any:
+        def begin() -> Any:
+            if store is None:
+                return NullSink()
+            from rill.history import ExchangeStart
 
-        return store.begin(
-            ExchangeStart(
-                chat_id=chat_id,
-                messages=turn,
-                requested_model=request.model,
-                request=request.options(),
-                base_url=settings.base_url,
+            return store.begin(
+                ExchangeStart(
+                    chat_id=chat_id,
+                    messages=turn,
+                    requested_model=request.model,
+                    request=request.options(),
+                    base_url=settings.base_url,
+                    tool_results=tool_results,
+                    sent=sent,
+                )
             )
-        )
 
-    renderer = _renderer(args, settings)
+        return begin
+
     limits = Limits(
         idle=settings.timeout,
         first_token=settings.first_token_timeout,
         total=settings.total_timeout,
     )
-    stream = ChatStream(client, request, begin=begin, limits=limits)
+    if tools is not None:
+        from rill.commands.toolrun import stream_with_tools
+
+        report = partial(_report, args, settings)
+        hooks = (partial(_renderer, args, settings), _render, report, _late_output_failure)
+        start = (chat_id, turn, tools)
+        return stream_with_tools(args, client, request, limits, make_begin, start, hooks)
+    renderer = _renderer(args, settings)
+    stream = ChatStream(client, request, begin=make_begin(chat_id, turn), limits=limits)
     with cancel_on_signals(stream):
         try:
             outcome, late = _render(stream, renderer)
@@ -275,13 +308,15 @@ def _stream(
         return code if late is None else _late_output_failure(late, outcome)
 
 
-def _renderer(args: PromptArgs, settings: Any) -> Any:
-    """The format's renderer on stdout, wrapped for a terminal when either stream is one."""
+def _renderer(args: PromptArgs, settings: Any, renderer: Any = None) -> Any:
+    """The format's renderer on stdout (or ``renderer``), wrapped for a terminal when either
+    stream is one."""
     from rill.output.formats import make_renderer
 
     env = _env(args)
     tty = env.stdout_isatty
-    renderer = make_renderer(args.fmt, env.stdout, tty=tty)
+    if renderer is None:
+        renderer = make_renderer(args.fmt, env.stdout, tty=tty)
     stderr_tty = env.stderr_isatty
     if args.extract is not None:
         from rill.output.extract import ExtractRenderer

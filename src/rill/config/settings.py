@@ -50,6 +50,7 @@ CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
     "aliases": dict,
     "provider": dict,
     "openrouter": bool,
+    "mcp": dict,  # [mcp.NAME] command = [argv]: stdio MCP servers for --mcp (rill.tools.mcp)
 }
 CHOICES = {
     "history_format": ("json", "toml"),

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rill.fake import hostile, structured
+from rill.fake import hostile, structured, toolmodel
 from rill.fake.common import DEMO_CONTENT, LONG_CHUNKS, text_of
 from rill.fake.error_bodies import ERROR_KINDS
 from rill.fake.scenario import Scenario
@@ -47,6 +47,7 @@ CATALOGUE: list[tuple[str, str]] = [
     ("paced", "50 pieces 20 ms apart, each its send time (time.time_ns()) and a newline"),
     ("long[-N]", f"N small chunks (default {LONG_CHUNKS:,}), written in 64 KiB blocks"),
     ("long-events[-N]", "the same, one HTTP chunk per event"),
+    *toolmodel.CATALOGUE,
     *hostile.CATALOGUE,
     *structured.CATALOGUE,
 ]
@@ -124,6 +125,8 @@ def canned_scenario(name: str, body: Mapping[str, Any] | None = None) -> Scenari
     if m := re.fullmatch(r"long(-events)?(?:-(\d+))?", key):
         n = int(m[2]) if m[2] else LONG_CHUNKS
         return Scenario.long(n, split="event" if m[1] else "coalesce")
+    if key.startswith("tool-"):
+        return toolmodel.scenario(key, body)
     if (answer := structured.scenario(key, body)) is not None:
         return answer
     if key == "echo":

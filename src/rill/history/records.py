@@ -59,6 +59,12 @@ class ExchangeStart:
     request: dict[str, Any]
     """Request options sent besides the messages; never the API key."""
     base_url: str
+    tool_results: list[dict[str, Any]] | None = None
+    """A tool round: how each call whose ``tool`` message is in ``messages`` ended (``id``,
+    ``name``, ``exit_code``; null when it was not run)."""
+    sent: bool = True
+    """False for tool results recorded without a request (a cancel, the round limit): a
+    continued chat sends them, ``rill usage`` does not count them as a request."""
 
 
 # --- small pure helpers -------------------------------------------------------------------------
@@ -257,6 +263,7 @@ def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -
         "model": ex.get("requested_model"),
         "served": ex.get("served_model"),
         "finish": ex.get("finish_reason"),
+        "sent": False if ex.get("sent") is False else None,
         **_usage_numbers(ex.get("usage")),
         "title": title,
     }

@@ -111,6 +111,10 @@ class HistoryStore(ChatFiles):
             "request": start.request,
             "base_url": public_url(start.base_url),
         }
+        if start.tool_results:
+            exchange["tool_results"] = start.tool_results
+        if not start.sent:
+            exchange["sent"] = False
         chat_id, path = self._chat_to_add_to(start.chat_id)
         titles: list[str | None] = []
 

@@ -43,6 +43,8 @@ def usage(
 def _add(rows: dict[str, _Totals], record: dict[str, Any], at: str, by: str) -> None:
     """Count one index record into its row of ``rows``."""
     get = record.get
+    if get("sent") is False:
+        return  # tool results kept after a cancel or the round limit: no request was made
     numbers = (
         get("prompt_tokens", 0),
         get("completion_tokens", 0),

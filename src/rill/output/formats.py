@@ -180,6 +180,10 @@ class _EventStreamRenderer:
         head, obj, tail = self.record(event.NAME, event.as_dict())
         write_json_sliced(self.out, obj, _dumps, head=head, tail=tail)
 
+    def event(self, name: str, data: dict[str, Any]) -> None:
+        """One more event between the deltas (``tool_result`` from the tool loop)."""
+        self._write([self.encode(name, data)])
+
 
 class SSERenderer(_EventStreamRenderer):
     chunk_frame = ('event: chunk\ndata: {"content":', ',"done":false}\n\n')
