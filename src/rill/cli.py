@@ -165,9 +165,9 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _read_stdin(words: list[str]) -> str | None:
+def _read_stdin(words: list[str], attach: list[str]) -> str | None:
     stdin = sys.stdin
-    if stdin is None:
+    if stdin is None or _attaches_stdin(attach):  # `-a -`: stdin is the attached file
         return None
     try:
         if stdin.isatty() and words != ["-"]:
@@ -176,6 +176,14 @@ def _read_stdin(words: list[str]) -> str | None:
         return None
     data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
     return data.decode("utf-8", errors="replace") if data else None
+
+
+def _attaches_stdin(attach: list[str]) -> bool:
+    if not attach:  # a plain prompt does not import the attachments' module
+        return False
+    from rill.input.attachments import split_spec
+
+    return any(split_spec(spec)[0] == "-" for spec in attach)
 
 
 def ask(
@@ -214,6 +222,25 @@ def ask(
     option: Annotated[
         list[str] | None,
         typer.Option("--option", "-o", metavar="KEY=VALUE", help=opt.OPTION_HELP),
+    ] = None,
+    attach: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attach",
+            "-a",
+            metavar="PATH|URL|-",
+            help="Attach an image (PNG, JPEG, GIF, WebP), PDF or audio (WAV, MP3) file, an "
+            "http(s) URL (sent, never fetched) or '-' (stdin); repeatable. PATH;type=MIME "
+            "forces one file's type.",
+        ),
+    ] = None,
+    attach_type: Annotated[
+        str | None,
+        typer.Option(
+            "--attach-type",
+            metavar="MIME",
+            help="Force the type of every -a (image/png, application/pdf, audio/mpeg, …).",
+        ),
     ] = None,
     base_url: opt.BaseUrl = None,
     timeout: opt.Timeout = None,
@@ -288,6 +315,11 @@ def ask(
 
     _check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
     words = list(prompt or [])
+    attachments = list(attach or [])
+    if attachments and _attaches_stdin(attachments) and words == ["-"]:
+        raise UsageError("-a - reads stdin as the attached file; '-' cannot be the prompt too")
+    if attach_type is not None and not attachments:
+        raise UsageError("--attach-type sets the type of -a files: give one with -a PATH")
     routing = make_flags(
         provider=provider,
         only=only,
@@ -301,7 +333,7 @@ def ask(
     )
     args = PromptArgs(
         words=words,
-        stdin_text=_read_stdin(words),
+        stdin_text=_read_stdin(words, attachments),
         flags={
             "model": model,
             "system": system,
@@ -326,6 +358,8 @@ def ask(
         no_history=no_history,
         reasoning_effort=reasoning_effort.value if reasoning_effort else None,
         options=list(option or []),
+        attachments=attachments,
+        attach_type=attach_type,
         stream=not no_stream,
         template=template,
         params=parse_params(param or []),

@@ -143,6 +143,9 @@ def history_show(
     as_json: opt.Json = False,
 ) -> None:
     """Show one chat: every turn, with model, finish reason and usage."""
+    from rill.history.blobs import records_in
+    from rill.history.records import text_of
+
     store = open_store()
     chat = store.load(store.resolve(ref))
     chat = {**chat, "exchanges": [public(ex) for ex in chat.get("exchanges", [])]}
@@ -169,16 +172,28 @@ def history_show(
                 f" tokens · {_cost(usage.get('cost'))}{server}\n"
             )
             for message in ex.get("messages", []):
-                write(f"[{message.get('role')}] {message.get('content')}\n")
+                write(f"[{message.get('role')}] {text_of(message.get('content'))}\n")
+                for record in records_in([message]):
+                    write(f"[attachment] {attachment_line(record)}\n")
             answer = ex.get("answer") or {}
             write(f"[assistant] {answer.get('content', '')}\n")
             if ex.get("error"):
                 write(f"[error] {ex['error'].get('message', '')}\n")
 
 
+def attachment_line(record: dict[str, Any]) -> str:
+    """An attached file as ``history show`` lists it: name or URL, type, size, hash."""
+    if record.get("url"):
+        return f"{record.get('url')} · {record.get('mime')}"
+    return (
+        f"{record.get('name')} · {record.get('mime')} · {record.get('size')} bytes"
+        f" · sha256:{record.get('sha256')}"
+    )
+
+
 @history_app.command("rm")
 def history_rm(ref: Annotated[str, typer.Argument(help="Chat ID or unique prefix.")]) -> None:
-    """Remove a chat."""
+    """Remove a chat, and the attached files no other chat uses."""
     store = open_store()
     chat_id = store.resolve(ref)
     store.remove(chat_id)

@@ -51,6 +51,9 @@ class PromptArgs:
     """``--cache``: mark the prompt for caching (``rill.input.caching``)."""
     env: Environment | None = None
     """Where the run reads and writes; None: the process's own streams."""
+    attachments: list[str] = field(default_factory=list)
+    """``-a``: paths, URLs, ``-`` (``rill.input.attachments``)."""
+    attach_type: str | None = None
 
 
 def check_params(ctx: Any, params: list[str] | None, template: str | None) -> None:
@@ -90,10 +93,11 @@ def run_prompt(args: PromptArgs) -> int:
             raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
         args.env = Environment.from_process()
     ask = _ask(args)
+    attached = _attached(args)
     chat_id, earlier = _continued(args, ask.flags)
     settings = resolve_settings(ask.flags, warn=_warn)
     _check_transport(settings, dry_run=args.dry_run)
-    request, turn = _request(args, ask, settings, earlier)
+    request, turn = _request(args, ask, settings, earlier, attached)
     if args.dry_run:
         return _print_dry_run(args.env, settings, request)
     store = _recording_store(args, settings)
@@ -135,6 +139,17 @@ def _ask(args: PromptArgs) -> _Ask:
     return ask
 
 
+def _attached(args: PromptArgs) -> list[Any]:
+    """The ``-a`` files, read (once) before anything else happens: one that cannot be attached
+    stops the run, with nothing sent or recorded."""
+    if not args.attachments:
+        return []
+    from rill.input.attachments import load_all
+
+    stdin = args.env.stdin if args.env is not None else None
+    return load_all(args.attachments, forced=args.attach_type, stdin=stdin)
+
+
 def _continued(args: PromptArgs, flags: SettingFlags) -> tuple[str | None, list[Any]]:
     """The chat that ``-c``/``--chat`` continue (its id and messages; ``None, []`` for a new
     chat). It goes on with its own model on its own server: they fill ``flags`` where the user
@@ -157,7 +172,7 @@ def _continued(args: PromptArgs, flags: SettingFlags) -> tuple[str | None, list[
 
 
 def _request(
-    args: PromptArgs, ask: _Ask, settings: Any, earlier: list[Any]
+    args: PromptArgs, ask: _Ask, settings: Any, earlier: list[Any], attached: list[Any]
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The request to send, and this turn's new messages (what history records)."""
     from rill.input.prompting import build_messages, check_extra, merge_options
@@ -178,6 +193,11 @@ def _request(
 
         pieces = (args.stdin_text, ask.template_text)
         messages = mark_cache(messages, pieces, (model, *routing.fallback))
+    if attached:  # the files' parts follow the prompt's text; history stores them once each
+        from rill.stream.parts import with_parts
+
+        messages[-1] = with_parts(messages[-1], attached)
+        turn[-1] = with_parts(turn[-1], attached)
     request = Request(
         messages=messages,
         model=model,
@@ -383,7 +403,9 @@ def _print_dry_run(env: Environment, settings: Any, request: Any) -> int:
     body = build_payload(request, openrouter=settings.openrouter)
     lines = [f"POST {display_url(settings.base_url)}/chat/completions"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines += ["", json.dumps(body, ensure_ascii=False, indent=2), ""]
+    from rill.stream.parts import shown  # attached files: their type, name, size and hash
+
+    lines += ["", json.dumps(body, ensure_ascii=False, indent=2, default=shown), ""]
     env.stdout.write("\n".join(lines).encode("utf-8", "replace"))
     env.stdout.flush()
     return int(ExitCode.OK)

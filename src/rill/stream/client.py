@@ -32,6 +32,7 @@ from rill.errors import (
     reason,
 )
 from rill.stream.control import Control, Limits, seconds
+from rill.stream.parts import encode_body
 from rill.stream.protocol import Request, build_headers, build_payload, parse_error_body, redact
 from rill.urls import display_url
 
@@ -199,11 +200,13 @@ class ChatClient:
             connect = min(connect, read)
         timeout = httpx.Timeout(connect=connect, read=read, write=30.0, pool=connect)
         try:
+            body = encode_body(payload)  # attached files are encoded only as they are sent
+            length = len(body) if isinstance(body, bytes) else body.length
             req = self.http.build_request(
                 "POST",
                 self.url,
-                json=payload,
-                headers=headers,
+                content=body,
+                headers={**headers, "Content-Length": str(length)},
                 timeout=timeout,
                 extensions={"trace": control.trace},
             )
