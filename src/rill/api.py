@@ -37,6 +37,7 @@ def stream_chat(
     total_timeout: float | None = None,
     retries: int | None = None,
     history: bool = False,
+    attachments: list[str] | None = None,
 ) -> Iterator[Event]:
     """Stream one completion: ``Start``, deltas, then exactly one ``Done`` or ``Error``.
 
@@ -48,7 +49,9 @@ def stream_chat(
     event. ``timeout`` is the idle limit between two reads, ``first_token_timeout`` and
     ``total_timeout`` count from the call; an expired one ends the stream with an ``Error`` whose
     ``exit_code`` is 8. Leaving the loop early closes the connection and, with history, records
-    the partial answer as cancelled.
+    the partial answer as cancelled. ``attachments`` (paths or ``http(s)`` URLs, as ``-a``
+    takes them) follow the text of the last user message; one that cannot be attached raises
+    ``UsageError`` before anything is sent.
     """
     import dataclasses
 
@@ -77,6 +80,8 @@ def stream_chat(
         messages, turn = build_messages(prompt, system if system is not None else settings.system)
     else:
         messages, turn = list(prompt), list(prompt)
+    if attachments:
+        messages, turn = _attached(list(attachments), messages, turn)
     _check_values(options or {}, messages)
     request = Request(
         messages=messages,
@@ -100,6 +105,26 @@ def stream_chat(
     limits = Limits(settings.timeout, settings.first_token_timeout, settings.total_timeout)
     client = ChatClient(settings, make_http_client(settings))
     return _pull(ChatStream(client, request, begin=begin, limits=limits))
+
+
+def _attached(
+    specs: list[str], messages: list[dict[str, Any]], turn: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The messages (and the turn history records) with the files after the last user text."""
+    from rill.errors import UsageError
+    from rill.input.attachments import load_all
+    from rill.stream.parts import with_parts
+
+    loaded = load_all(specs)
+    out = []
+    for messages_ in (messages, turn):
+        at = max((n for n, m in enumerate(messages_) if m.get("role") == "user"), default=None)
+        if at is None:
+            raise UsageError("attachments need a user message to go with")
+        messages_ = list(messages_)
+        messages_[at] = with_parts(messages_[at], loaded)
+        out.append(messages_)
+    return out[0], out[1]
 
 
 def _check_values(options: dict[str, Any], messages: list[dict[str, Any]]) -> None:

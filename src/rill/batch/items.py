@@ -25,6 +25,8 @@ class Item:
     system: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
+    attachments: tuple[str, ...] = ()
+    """Paths and URLs to attach to the prompt (``rill.input.attachments``)."""
 
     @property
     def key(self) -> str | None:
@@ -69,11 +71,17 @@ def _item_problem(obj: dict[str, Any]) -> str | None:
             return f"{key} must be a string"
     if obj.get("options") is not None and not isinstance(obj["options"], dict):
         return "options must be an object"
+    attachments = obj.get("attachments")
+    if attachments is not None and not (
+        isinstance(attachments, list) and all(isinstance(a, str) and a for a in attachments)
+    ):
+        return "attachments must be a list of paths or URLs"
     return None
 
 
 def parse_item(line: int, raw: bytes) -> Item:
-    """One JSON line: ``{"id", "prompt" | "messages", "model"?, "system"?, "options"?}``."""
+    """One JSON line: ``{"id", "prompt" | "messages", "model"?, "system"?, "options"?,
+    "attachments"?}``."""
     try:
         obj = json.loads(raw)
     except ValueError:  # JSON and UTF-8 errors alike
@@ -94,6 +102,7 @@ def parse_item(line: int, raw: bytes) -> Item:
         model=obj.get("model"),
         system=obj.get("system"),
         options=obj.get("options") or {},
+        attachments=tuple(obj.get("attachments") or ()),
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from rill.fake import endpoints, respond
+from rill.fake import content, endpoints, respond
 from rill.fake.canned import canned_scenario
 from rill.fake.common import DEFAULT_API_KEY, DEFAULT_MODEL, DEMO_CONTENT, Persona
 from rill.fake.error_bodies import build_error
@@ -35,9 +35,10 @@ class FakeOpenRouter:
     ``models`` (the ``/models`` list) and ``models_style`` ("openrouter" | "generic"; None:
     generic for every persona but "openrouter").
 
-    Records: ``requests`` (every request, ``Recorded``), ``disconnects`` (``(generation id,
-    time.monotonic())`` per client disconnect seen while answering), ``generations``
-    (id -> ``Generation``) and ``prompt_cache`` (the ``cache_control`` prefixes seen).
+    Records: ``requests`` (every request, ``Recorded``), ``attachments`` (each file part of a
+    chat request, decoded and hashed: ``rill.fake.content.received``), ``disconnects``
+    (``(generation id, time.monotonic())`` per client disconnect seen while answering),
+    ``generations`` (id -> ``Generation``) and ``prompt_cache`` (the ``cache_control`` prefixes seen).
     The "openrouter" persona plays fallbacks, provider preferences and prompt caching on every
     answer that is not an error (``rill.fake.openrouter_extras``).
     """
@@ -131,6 +132,7 @@ class FakeOpenRouter:
             self.models_style: Literal["openrouter", "generic"] | None = None
             self.requests: list[Recorded] = []
             self.disconnects: list[tuple[str, float]] = []
+            self.attachments: list[dict[str, Any]] = []
             self.generations: dict[str, Generation] = {}
             self._queue: deque[list[Any]] = deque()
             self._disconnects_seen = 0
@@ -312,6 +314,12 @@ class FakeOpenRouter:
             send_json(h, 400, {"error": {"message": "Invalid JSON in request body", "code": 400}})
             return
         body = rec.body
+        malformed = content.problem(body)
+        if malformed is not None:  # as OpenRouter: checked before any model is asked
+            send_json(h, 400, {"error": {"message": malformed, "code": 400}})
+            return
+        with self._cond:
+            self.attachments += content.received(body)
         scenario, persona, failure = self._pick(rec, body)
         if scenario is None:
             self.send_auth_error(h, failure or "no-auth", persona)

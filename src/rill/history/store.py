@@ -20,9 +20,9 @@ from typing import Any, Literal
 from rill.errors import UsageError
 from rill.files import fsync_path, make_dirs
 from rill.history import index, listing, running
-from rill.history.blobs import Blobs, hashes_in, sent_messages, stored_messages
 from rill.history import search as searching
 from rill.history import usage as totals
+from rill.history.blobs import Blobs, hashes_in, sent_messages, stored_messages
 from rill.history.chatfiles import EXTENSIONS, Changed, ChatFiles
 from rill.history.files import locked
 from rill.history.normalise import public_url
