@@ -38,7 +38,8 @@ class FakeOpenRouter:
     Records: ``requests`` (every request, ``Recorded``), ``attachments`` (each file part of a
     chat request, decoded and hashed: ``rill.fake.content.received``), ``disconnects``
     (``(generation id, time.monotonic())`` per client disconnect seen while answering),
-    ``generations`` (id -> ``Generation``) and ``prompt_cache`` (the ``cache_control`` prefixes seen).
+    ``generations`` (id -> ``Generation``) and ``prompt_cache`` (the ``cache_control``
+    prefixes seen).
     The "openrouter" persona plays fallbacks, provider preferences and prompt caching on every
     answer that is not an error (``rill.fake.openrouter_extras``).
     """
