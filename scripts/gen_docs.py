@@ -127,7 +127,8 @@ FILES = [
         "$RILL_HOME/history/, else $XDG_DATA_HOME/rill/history/. Every exchange, as JSON or "
         "TOML files (history_format): messages, requested and served model, provider, "
         "generation ID, finish reason, usage, timings and errors. The prompt is saved before "
-        "the request is sent.",
+        "the request is sent. Attached files (-a) are kept once each in attachments/, named by "
+        "their SHA-256, so -c sends them again after the originals are gone.",
     ),
     (
         "cache/",
@@ -163,6 +164,7 @@ EXAMPLES = [
         "rill -m anthropic/claude-sonnet-4 summarise < notes.md",
     ),
     ("Continue the last chat:", "rill -c and in one sentence?"),
+    ("Ask about a PDF and a screenshot:", 'rill -a invoice.pdf -a shot.png "do these match?"'),
     ("Use a local OpenAI-compatible server:", 'rill --base-url http://localhost:8080/v1 "hi"'),
     ("Machine-readable events:", 'rill -f jsonl "hi" | jq -c \'select(.event == "done")\''),
     ("A template with a placeholder:", "rill -t review -p language Python < diff.patch"),

@@ -27,6 +27,7 @@ HEAVY = (
     "rill.history",
     "rill.terminal",
     "rill.fake",
+    "rill.input.attachments",  # only `-a` reads files
 )
 
 
