@@ -336,3 +336,11 @@ def test_a_malformed_part_is_openrouters_400(fake_server: FakeOpenRouter) -> Non
     assert isinstance(error, library.Error)
     assert error.status == 400
     assert "messages[0].content[1].image_url.url" in error.message
+
+
+def test_attach_completes_file_names_and_attach_type_the_types() -> None:
+    env = {**os.environ, "_RILL_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "rill -a "}
+    assert run([], env=env).stdout.strip() == b"_files"  # zsh's file completion
+    env = {**env, "_RILL_COMPLETE": "complete_bash", "COMP_WORDS": "rill --attach-type ima"}
+    done = run([], env={**env, "COMP_CWORD": "2"})
+    assert done.stdout.split() == [b"image/png", b"image/jpeg", b"image/gif", b"image/webp"]

@@ -20,6 +20,7 @@ from rill.commands import options as opt
 from rill.commands.completion import add_completers, complete_chat
 from rill.errors import ExitCode, RillError, UsageError
 from rill.output.formats import OutputFormat
+from rill.stream.parts import SUPPORTED_TYPES
 
 #: Options that belong to the command group itself rather than to the prompt.
 GROUP_OPTIONS = frozenset({"--install-completion", "--show-completion"})
@@ -178,6 +179,10 @@ def _read_stdin(words: list[str], attach: list[str]) -> str | None:
     return data.decode("utf-8", errors="replace") if data else None
 
 
+def _attach_types(incomplete: str) -> list[str]:
+    return [mime for mime in SUPPORTED_TYPES if mime.startswith(incomplete)]
+
+
 def _attaches_stdin(attach: list[str]) -> bool:
     if not attach:  # a plain prompt does not import the attachments' module
         return False
@@ -240,6 +245,7 @@ def ask(
             "--attach-type",
             metavar="MIME",
             help="Force the type of every -a (image/png, application/pdf, audio/mpeg, …).",
+            autocompletion=_attach_types,
         ),
     ] = None,
     base_url: opt.BaseUrl = None,
