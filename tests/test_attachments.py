@@ -344,3 +344,41 @@ def test_attach_completes_file_names_and_attach_type_the_types() -> None:
     env = {**env, "_RILL_COMPLETE": "complete_bash", "COMP_WORDS": "rill --attach-type ima"}
     done = run([], env={**env, "COMP_CWORD": "2"})
     assert done.stdout.split() == [b"image/png", b"image/jpeg", b"image/gif", b"image/webp"]
+
+
+def test_fake_server_log_names_each_file_received(tmp_path: Path, rill_env: Path) -> None:
+    import subprocess
+    import time
+
+    from tests.e2e import RILL, stop
+
+    log = tmp_path / "requests.jsonl"
+    server = subprocess.Popen(
+        [*RILL, "fake-server", "--no-auth", "--log", str(log)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().decode().strip()
+        image = make(tmp_path, "scan.png", "png")
+        done = run(["--base-url", url, "-m", "test/m", "-a", str(image), "read it"])
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 5
+        while not log.exists() or not log.read_bytes().endswith(b"\n"):
+            assert time.monotonic() < deadline, "no log line"
+            time.sleep(0.01)
+        [entry] = [json.loads(line) for line in log.read_text().splitlines()]
+    finally:
+        stop([server])
+    assert entry["messages"] == [{"role": "user", "text": "read it"}]
+    assert entry["attachments"] == [
+        {
+            "kind": "image_url",
+            "mime": "image/png",
+            "name": None,
+            "size": image.stat().st_size,
+            "sha256": sha(image.read_bytes()),
+        }
+    ]

@@ -60,6 +60,15 @@ def fake_server_command(
     persona: Annotated[
         Persona, typer.Option("--persona", help="Dialect of OpenAI-compatible server to speak.")
     ] = Persona.openrouter,
+    log: Annotated[
+        str | None,
+        typer.Option(
+            "--log",
+            metavar="FILE",
+            help="Append one JSON line per chat request (messages' text; attached files' type, "
+            "size and sha256) to FILE; - for stderr.",
+        ),
+    ] = None,
     list_scenarios: Annotated[
         bool, typer.Option("--list-scenarios", help="Print the canned scenarios and exit.")
     ] = False,
@@ -74,7 +83,13 @@ def fake_server_command(
             typer.echo(catalogue(), nl=False)
         return
     code = serve(
-        host, port, key=key, require_auth=not no_auth, scenario=scenario, persona=persona.value
+        host,
+        port,
+        key=key,
+        require_auth=not no_auth,
+        scenario=scenario,
+        persona=persona.value,
+        log=log,
     )
     raise typer.Exit(code)
 

@@ -5,7 +5,8 @@ an unknown part type, a text part without text, an image that is neither an http
 base64 ``data:`` URL of PNG, JPEG, GIF or WebP, a file without base64 PDF data or a URL, audio
 that is not bare base64 in a known format. ``received(body)`` describes every file part that
 arrived (kind, MIME type, name, size and sha256 of the decoded bytes, or the URL), so tests and
-the fake server's log can compare what was sent with the files on disk.
+the fake server's log can compare what was sent with the files on disk; ``log_entry`` is one
+line of that log (``rill fake-server --log FILE``).
 """
 
 from __future__ import annotations
@@ -130,3 +131,24 @@ def received(body: Any) -> list[dict[str, Any]]:
             elif isinstance(value, str):
                 out.append({"kind": kind, "url": value, "name": name})
     return out
+
+
+def log_entry(
+    body: dict[str, Any], files: list[dict[str, Any]], error: str | None
+) -> dict[str, Any]:
+    """What ``--log`` writes for one chat request: the model, each message's role and text, the
+    files received (never their data) and the 400's message when a part was malformed."""
+    messages = body.get("messages")
+    said = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = (p.get("text") for p in content if isinstance(p, dict))
+            content = "\n".join(t for t in texts if isinstance(t, str))
+        said.append({"role": message.get("role"), "text": content})
+    entry: dict[str, Any] = {"model": body.get("model"), "messages": said, "attachments": files}
+    if error is not None:
+        entry["error"] = error
+    return entry
