@@ -20,7 +20,6 @@ from rill.commands import options as opt
 from rill.commands.completion import add_completers, complete_chat
 from rill.errors import ExitCode, RillError, UsageError
 from rill.output.formats import OutputFormat
-from rill.stream.parts import SUPPORTED_TYPES
 
 #: Options that belong to the command group itself rather than to the prompt.
 GROUP_OPTIONS = frozenset({"--install-completion", "--show-completion"})
@@ -168,7 +167,7 @@ def _version(value: bool) -> None:
 
 def _read_stdin(words: list[str], attach: list[str]) -> str | None:
     stdin = sys.stdin
-    if stdin is None or _attaches_stdin(attach):  # `-a -`: stdin is the attached file
+    if stdin is None or opt.attaches_stdin(attach):  # `-a -`: stdin is the attached file
         return None
     try:
         if stdin.isatty() and words != ["-"]:
@@ -177,18 +176,6 @@ def _read_stdin(words: list[str], attach: list[str]) -> str | None:
         return None
     data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
     return data.decode("utf-8", errors="replace") if data else None
-
-
-def _attach_types(incomplete: str) -> list[str]:
-    return [mime for mime in SUPPORTED_TYPES if mime.startswith(incomplete)]
-
-
-def _attaches_stdin(attach: list[str]) -> bool:
-    if not attach:  # a plain prompt does not import the attachments' module
-        return False
-    from rill.input.attachments import split_spec
-
-    return any(split_spec(spec)[0] == "-" for spec in attach)
 
 
 def ask(
@@ -228,26 +215,8 @@ def ask(
         list[str] | None,
         typer.Option("--option", "-o", metavar="KEY=VALUE", help=opt.OPTION_HELP),
     ] = None,
-    attach: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--attach",
-            "-a",
-            metavar="PATH|URL|-",
-            help="Attach an image (PNG, JPEG, GIF, WebP), PDF or audio (WAV, MP3) file, an "
-            "http(s) URL (sent, never fetched) or '-' (stdin); repeatable. PATH;type=MIME "
-            "forces one file's type.",
-        ),
-    ] = None,
-    attach_type: Annotated[
-        str | None,
-        typer.Option(
-            "--attach-type",
-            metavar="MIME",
-            help="Force the type of every -a (image/png, application/pdf, audio/mpeg, …).",
-            autocompletion=_attach_types,
-        ),
-    ] = None,
+    attach: opt.Attach = None,
+    attach_type: opt.AttachType = None,
     base_url: opt.BaseUrl = None,
     timeout: opt.Timeout = None,
     connect_timeout: Annotated[
@@ -321,11 +290,7 @@ def ask(
 
     _check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
     words = list(prompt or [])
-    attachments = list(attach or [])
-    if attachments and _attaches_stdin(attachments) and words == ["-"]:
-        raise UsageError("-a - reads stdin as the attached file; '-' cannot be the prompt too")
-    if attach_type is not None and not attachments:
-        raise UsageError("--attach-type sets the type of -a files: give one with -a PATH")
+    attachments = opt.check_attach(list(attach or []), attach_type, words)
     routing = make_flags(
         provider=provider,
         only=only,

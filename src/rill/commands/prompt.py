@@ -51,8 +51,7 @@ class PromptArgs:
     """``--cache``: mark the prompt for caching (``rill.input.caching``)."""
     env: Environment | None = None
     """Where the run reads and writes; None: the process's own streams."""
-    attachments: list[str] = field(default_factory=list)
-    """``-a``: paths, URLs, ``-`` (``rill.input.attachments``)."""
+    attachments: list[str] = field(default_factory=list)  # -a, read by rill.input.attachments
     attach_type: str | None = None
 
 
@@ -93,7 +92,7 @@ def run_prompt(args: PromptArgs) -> int:
             raise OutputError("stdout is closed; nothing was sent", ExitCode.BROKEN_PIPE)
         args.env = Environment.from_process()
     ask = _ask(args)
-    attached = _attached(args)
+    attached = _attached(args) if args.attachments else []
     chat_id, earlier = _continued(args, ask.flags)
     settings = resolve_settings(ask.flags, warn=_warn)
     _check_transport(settings, dry_run=args.dry_run)
@@ -140,10 +139,7 @@ def _ask(args: PromptArgs) -> _Ask:
 
 
 def _attached(args: PromptArgs) -> list[Any]:
-    """The ``-a`` files, read (once) before anything else happens: one that cannot be attached
-    stops the run, with nothing sent or recorded."""
-    if not args.attachments:
-        return []
+    """The ``-a`` files, read once before anything is sent or recorded."""
     from rill.input.attachments import load_all
 
     stdin = args.env.stdin if args.env is not None else None

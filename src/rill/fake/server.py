@@ -65,8 +65,7 @@ class FakeOpenRouter:
         self._epoch = 0
         self._active = 0  # chat responses being written (live count, survives reset)
         self.prompt_cache = PromptCache()
-        self.log: Callable[[dict[str, Any]], None] | None = None
-        """Called with ``content.log_entry`` for each chat request (``rill fake-server --log``)."""
+        self.log: Callable[[dict[str, Any]], None] | None = None  # fake-server --log
         self.reset()
 
     # lifecycle
@@ -317,15 +316,13 @@ class FakeOpenRouter:
             send_json(h, 400, {"error": {"message": "Invalid JSON in request body", "code": 400}})
             return
         body = rec.body
-        malformed = content.problem(body)
+        malformed = content.problem(body)  # as OpenRouter: before any model is asked
         files = content.received(body) if malformed is None else []
         if self.log is not None:
             self.log(content.log_entry(body, files, malformed))
-        if malformed is not None:  # as OpenRouter: checked before any model is asked
-            send_json(h, 400, {"error": {"message": malformed, "code": 400}})
-            return
-        with self._cond:
-            self.attachments += files
+        if malformed is not None:
+            return send_json(h, 400, {"error": {"message": malformed, "code": 400}})
+        self.attachments += files  # one list operation: safe between handler threads
         scenario, persona, failure = self._pick(rec, body)
         if scenario is None:
             self.send_auth_error(h, failure or "no-auth", persona)
