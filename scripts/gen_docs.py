@@ -152,6 +152,12 @@ DESCRIPTION = [
     "standard input only. A command line whose first word is not a command is a prompt, so "
     "rill explain this is rill ask explain this; to send a prompt that starts with a command's "
     'name, write rill -- history of rome or rill ask "history of rome".',
+    "-a PATH|URL|- attaches an image (PNG, JPEG, GIF, WebP), a PDF or audio (WAV, MP3) to the "
+    "prompt, as a content part after its text; repeat it for more. The type is recognised from "
+    "the file's first bytes, then its name; --attach-type MIME forces it for every -a, and "
+    "-a 'PATH;type=MIME' for one. An http(s) URL is sent as it is, never fetched (audio URLs "
+    "are refused); - reads the file from standard input, which is then not prompt text. A "
+    "file that cannot be attached is a usage error, and nothing is sent.",
     "Settings are taken from the command line, then the environment, then config.toml, then "
     "built-in defaults. Every exchange is recorded under the data folder (see FILES) unless "
     "--no-history is given.",

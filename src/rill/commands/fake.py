@@ -65,8 +65,7 @@ def fake_server_command(
         typer.Option(
             "--log",
             metavar="FILE",
-            help="Append one JSON line per chat request (messages' text; attached files' type, "
-            "size and sha256) to FILE; - for stderr.",
+            help="Append a JSON line per chat request (text; files' type, size, sha256) to FILE.",
         ),
     ] = None,
     list_scenarios: Annotated[

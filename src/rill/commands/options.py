@@ -151,9 +151,7 @@ Attach = Annotated[
         "--attach",
         "-a",
         metavar="PATH|URL|-",
-        help="Attach an image (PNG, JPEG, GIF, WebP), PDF or audio (WAV, MP3) file, an "
-        "http(s) URL (sent, never fetched) or '-' (stdin); repeatable. PATH;type=MIME "
-        "forces one file's type.",
+        help="Attach an image, PDF or audio file, an http(s) URL or '-' (stdin); repeatable.",
     ),
 ]
 
@@ -169,7 +167,7 @@ AttachType = Annotated[
     typer.Option(
         "--attach-type",
         metavar="MIME",
-        help="Force the type of every -a (image/png, application/pdf, audio/mpeg, …).",
+        help="Force the type of -a files (image/png, application/pdf, audio/mpeg, …).",
         autocompletion=_attach_types,
     ),
 ]
