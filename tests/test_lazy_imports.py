@@ -28,6 +28,7 @@ HEAVY = (
     "rill.terminal",
     "rill.fake",
     "rill.input.attachments",  # only `-a` reads files
+    "rill.stream.parts",  # and only its files need the pieced body
 )
 
 
