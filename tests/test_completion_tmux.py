@@ -56,6 +56,7 @@ def test_model_option_offers_cached_ids(model_ids: list[str]) -> None:
     assert complete_bash("rill -m ") == model_ids
     assert complete_bash("rill --model ") == model_ids
     assert complete_bash("rill ask -m ") == model_ids
+    assert complete_bash("rill chat -m ") == model_ids
     assert complete_bash("rill -m anth") == ["anthropic/claude-sonnet-4"]
     assert complete_bash("rill -f text -m goo") == ["google/gemini-2.5-flash"]
 
@@ -139,7 +140,8 @@ def test_chat_ids_complete_wherever_a_chat_is_named(fake_server: Any) -> None:
     listed = CliRunner().invoke(app, ["history", "list", "--json"])
     ids = sorted(row["id"] for row in json.loads(listed.stdout))
     assert len(ids) == 2
-    for line in ("rill --chat ", "rill history show ", "rill history rm ", "rill ask --chat "):
+    named = ("rill --chat ", "rill history show ", "rill history rm ", "rill ask --chat ")
+    for line in (*named, "rill chat --chat "):
         assert sorted(complete_bash(line)) == ids, line
     assert complete_bash(f"rill history show {ids[0][:-1]}") == [ids[0]]
 

@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rill.history",),
     ("rill.output", "rill.terminal"),
     ("rill.input",),
-    ("rill.batch", "rill.api"),
+    ("rill.batch", "rill.api", "rill.chat"),
     ("rill.fake",),
     ("rill.commands",),
     ("rill.cli", "rill.__main__"),

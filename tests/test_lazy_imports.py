@@ -29,6 +29,8 @@ HEAVY = (
     "rill.fake",
     "rill.input.attachments",  # only `-a` reads files
     "rill.stream.parts",  # and only its files need the pieced body
+    "rill.chat",  # rill chat only, with its line editor:
+    "prompt_toolkit",
 )
 
 
@@ -91,3 +93,15 @@ def test_a_piped_prompt_imports_nothing_heavy(fake_server: FakeOpenRouter, fmt: 
         modules
     )
     assert heavy_among(modules) == []
+
+
+def test_the_line_editor_is_rill_chats_alone() -> None:
+    """The whole command line (every subcommand registered, ``rill chat`` among them) does not
+    import prompt_toolkit; the chat's editor does, so the check above would see it."""
+    done, modules = imported_by(["-m", "rill", "history", "--help"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rill.commands.chat" in modules
+    assert heavy_among(modules) == []
+    done, modules = imported_by(["-c", "import rill.chat.editor"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert heavy_among(modules) == ["rill.chat", "prompt_toolkit"]

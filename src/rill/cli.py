@@ -368,7 +368,17 @@ for _target in (app, prompt_app):
 
 
 def _register_subcommands() -> None:
-    from rill.commands import batch, completion, config, fake, history, key, models, templates
+    from rill.commands import (
+        batch,
+        chat,
+        completion,
+        config,
+        fake,
+        history,
+        key,
+        models,
+        templates,
+    )
 
     history.register(app)
     models.register(app)
@@ -376,6 +386,7 @@ def _register_subcommands() -> None:
     config.register(app)
     templates.register(app)
     batch.register(app)
+    chat.register(app)
     fake.register(app)
     completion.register(app)
 

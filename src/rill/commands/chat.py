@@ -1,0 +1,110 @@
+"""``rill chat``: a conversation on a terminal. Only the parameter list lives here; ``rill.chat``
+does the work (and is the only code that imports the line editor)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rill.commands import options as opt
+from rill.commands.completion import complete_chat
+
+HELP = (
+    "Talk with a model on the terminal: each answer streams as a prompt's does. Enter sends; a "
+    'paste is inserted, not sent; """ alone on a line starts and ends a multi-line message. '
+    "Ctrl-C stops an answer (keeping what arrived), Ctrl-D or /exit leaves; /help lists the "
+    "commands."
+)
+EPILOG = (
+    "The conversation is one chat in history: rill chat -c (or --chat ID) resumes it and shows "
+    'its last exchange, and rill -c "..." continues it from a script. stdin must be a terminal '
+    "(exit 2 otherwise). Exit status: 0 on Ctrl-D or /exit; 143 on SIGTERM or SIGHUP."
+)
+
+
+def chat_command(
+    ctx: typer.Context,
+    model: opt.Model = None,
+    system: opt.System = None,
+    template: opt.Template = None,
+    param: opt.Param = None,
+    continue_: Annotated[
+        bool,
+        typer.Option("--continue", "-c", help="Resume the most recent chat, showing where it was."),
+    ] = False,
+    chat: Annotated[
+        str | None,
+        typer.Option(
+            "--chat",
+            metavar="ID",
+            help="Resume this chat (ID or unique prefix).",
+            autocompletion=complete_chat,
+        ),
+    ] = None,
+    no_history: opt.NoHistory = False,
+    temperature: opt.Temperature = None,
+    max_tokens: opt.MaxTokens = None,
+    reasoning_effort: opt.Effort = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", metavar="KEY=VALUE", help=opt.OPTION_HELP),
+    ] = None,
+    base_url: opt.BaseUrl = None,
+    timeout: opt.Timeout = None,
+    first_token_timeout: opt.FirstTokenTimeout = None,
+    total_timeout: opt.TotalTimeout = None,
+    retries: opt.Retries = None,
+    color: Annotated[
+        opt.Color | None,
+        typer.Option("--color", metavar=opt.choices(opt.Color), help="When to use colour."),
+    ] = None,
+    markdown: Annotated[
+        bool | None,
+        typer.Option("--markdown/--no-markdown", help="Render markdown."),
+    ] = None,
+    show_reasoning: Annotated[
+        bool | None,
+        typer.Option("--show-reasoning/--hide-reasoning", help="Show reasoning dimmed."),
+    ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Write answers unchanged: no markdown, control sequences kept."),
+    ] = False,
+) -> None:
+    from rill.chat.session import ChatArgs, run_chat
+    from rill.commands.prompt import check_params
+    from rill.input.prompting import parse_params
+
+    check_params(ctx, param, template)
+    if continue_ and chat is not None:
+        ctx.fail("-c resumes the most recent chat and --chat a given one: use one of them")
+    args = ChatArgs(
+        flags={
+            "model": model,
+            "system": system,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "base_url": base_url,
+            "timeout": timeout,
+            "first_token_timeout": first_token_timeout,
+            "total_timeout": total_timeout,
+            "retries": retries,
+            "color": color.value if color else None,
+            "markdown": markdown,
+            "show_reasoning": show_reasoning,
+        },
+        template=template,
+        params=parse_params(param or []),
+        continue_chat=continue_,
+        chat=chat,
+        no_history=no_history,
+        reasoning_effort=reasoning_effort.value if reasoning_effort else None,
+        options=list(option or []),
+        raw=raw,
+    )
+    raise typer.Exit(run_chat(args))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat", cls=opt.ParamCommand, help=HELP, epilog=EPILOG)(chat_command)
