@@ -129,7 +129,8 @@ FILES = [
         "$RILL_HOME/history/, else $XDG_DATA_HOME/rill/history/. Every exchange, as JSON or "
         "TOML files (history_format): messages, requested and served model, provider, "
         "generation ID, finish reason, usage, timings and errors. The prompt is saved before "
-        "the request is sent.",
+        "the request is sent. Attached files (-a) are kept once each in attachments/, named by "
+        "their SHA-256, so -c sends them again after the originals are gone.",
     ),
     (
         "cache/",
@@ -153,6 +154,12 @@ DESCRIPTION = [
     "standard input only. A command line whose first word is not a command is a prompt, so "
     "rill explain this is rill ask explain this; to send a prompt that starts with a command's "
     'name, write rill -- history of rome or rill ask "history of rome".',
+    "-a PATH|URL|- attaches an image (PNG, JPEG, GIF, WebP), a PDF or audio (WAV, MP3) to the "
+    "prompt, as a content part after its text; repeat it for more. The type is recognised from "
+    "the file's first bytes, then its name; --attach-type MIME forces it for every -a, and "
+    "-a 'PATH;type=MIME' for one. An http(s) URL is sent as it is, never fetched (audio URLs "
+    "are refused); - reads the file from standard input, which is then not prompt text. A "
+    "file that cannot be attached is a usage error, and nothing is sent.",
     "Settings are taken from the command line, then the environment, then config.toml, then "
     "built-in defaults. Every exchange is recorded under the data folder (see FILES) unless "
     "--no-history is given.",
@@ -165,6 +172,7 @@ EXAMPLES = [
         "rill -m anthropic/claude-sonnet-4 summarise < notes.md",
     ),
     ("Continue the last chat:", "rill -c and in one sentence?"),
+    ("Ask about a PDF and a screenshot:", 'rill -a invoice.pdf -a shot.png "do these match?"'),
     ("Use a local OpenAI-compatible server:", 'rill --base-url http://localhost:8080/v1 "hi"'),
     ("Machine-readable events:", 'rill -f jsonl "hi" | jq -c \'select(.event == "done")\''),
     ("A template with a placeholder:", "rill -t review -p language Python < diff.patch"),

@@ -30,6 +30,8 @@ HEAVY = (
     "rill.tools",  # --tool / --mcp only
     "jsonschema",
     "mcp",
+    "rill.input.attachments",  # only `-a` reads files
+    "rill.stream.parts",  # and only its files need the pieced body
     "rill.chat",  # rill chat only, with its line editor:
     "prompt_toolkit",
     "jsonschema",  # only for --schema

@@ -39,6 +39,7 @@ def stream_chat(
     history: bool = False,
     schema: str | dict[str, Any] | None = None,
     schema_multi: bool = False,
+    attachments: list[str] | None = None,
 ) -> Iterator[Event]:
     """Stream one completion: ``Start``, deltas, then exactly one ``Done`` or ``Error``.
 
@@ -58,6 +59,9 @@ def stream_chat(
     streams as ``Chunk`` events; a valid one ends with ``Done`` whose ``parsed`` holds it, one
     that is not JSON or not valid ends with an ``Error`` whose ``exit_code`` is 9, ``code``
     ``"schema_mismatch"``, ``message`` the reason and ``partial`` the whole answer.
+
+    ``attachments`` (paths or ``http(s)`` URLs, as ``-a`` takes them) follow the text of the
+    last user message; one that cannot be attached raises ``UsageError`` before anything is sent.
     """
     import dataclasses
 
@@ -91,6 +95,8 @@ def stream_chat(
         messages, turn = build_messages(prompt, system if system is not None else settings.system)
     else:
         messages, turn = list(prompt), list(prompt)
+    if attachments:
+        messages, turn = _attached(list(attachments), messages, turn)
     _check_values(options or {}, messages)
     request = Request(
         messages=messages,
@@ -115,6 +121,26 @@ def stream_chat(
     limits = Limits(settings.timeout, settings.first_token_timeout, settings.total_timeout)
     client = ChatClient(settings, make_http_client(settings))
     return _pull(ChatStream(client, request, begin=begin, limits=limits))
+
+
+def _attached(
+    specs: list[str], messages: list[dict[str, Any]], turn: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The messages (and the turn history records) with the files after the last user text."""
+    from rill.errors import UsageError
+    from rill.input.attachments import load_all
+    from rill.stream.parts import with_parts
+
+    loaded = load_all(specs)
+    out = []
+    for messages_ in (messages, turn):
+        at = max((n for n, m in enumerate(messages_) if m.get("role") == "user"), default=None)
+        if at is None:
+            raise UsageError("attachments need a user message to go with")
+        messages_ = list(messages_)
+        messages_[at] = with_parts(messages_[at], loaded)
+        out.append(messages_)
+    return out[0], out[1]
 
 
 def _check_values(options: dict[str, Any], messages: list[dict[str, Any]]) -> None:

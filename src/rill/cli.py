@@ -170,9 +170,9 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _read_stdin(words: list[str]) -> str | None:
+def _read_stdin(words: list[str], attach: list[str]) -> str | None:
     stdin = sys.stdin
-    if stdin is None:
+    if stdin is None or opt.attaches_stdin(attach):  # `-a -`: stdin is the attached file
         return None
     try:
         if stdin.isatty() and words != ["-"]:
@@ -220,6 +220,8 @@ def ask(
         list[str] | None,
         typer.Option("--option", "-o", metavar="KEY=VALUE", help=opt.OPTION_HELP),
     ] = None,
+    attach: opt.Attach = None,
+    attach_type: opt.AttachType = None,
     base_url: opt.BaseUrl = None,
     timeout: opt.Timeout = None,
     connect_timeout: Annotated[
@@ -314,6 +316,7 @@ def ask(
     _check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
     _check_outputs(ctx, fmt, schema, schema_multi, extract, extract_last)
     words = list(prompt or [])
+    attachments = opt.check_attach(list(attach or []), attach_type, words)
     routing = make_flags(
         provider=provider,
         only=only,
@@ -327,7 +330,7 @@ def ask(
     )
     args = PromptArgs(
         words=words,
-        stdin_text=_read_stdin(words),
+        stdin_text=_read_stdin(words, attachments),
         flags={
             "model": model,
             "system": system,
@@ -352,6 +355,8 @@ def ask(
         no_history=no_history,
         reasoning_effort=reasoning_effort.value if reasoning_effort else None,
         options=list(option or []),
+        attachments=attachments,
+        attach_type=attach_type,
         stream=not no_stream,
         template=template,
         params=parse_params(param or []),

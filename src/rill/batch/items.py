@@ -28,6 +28,8 @@ class Item:
     schema: str | dict[str, Any] | None = None
     """``"schema"``: the item's own ``--schema`` (a JSON Schema object, or a string as the flag
     takes it)."""
+    attachments: tuple[str, ...] = ()
+    """Paths and URLs to attach to the prompt (``rill.input.attachments``)."""
 
     @property
     def key(self) -> str | None:
@@ -74,12 +76,17 @@ def _item_problem(obj: dict[str, Any]) -> str | None:
         return "options must be an object"
     if obj.get("schema") is not None and not isinstance(obj["schema"], dict | str):
         return "schema must be an object or a string"
+    attachments = obj.get("attachments")
+    if attachments is not None and not (
+        isinstance(attachments, list) and all(isinstance(a, str) and a for a in attachments)
+    ):
+        return "attachments must be a list of paths or URLs"
     return None
 
 
 def parse_item(line: int, raw: bytes) -> Item:
     """One JSON line: ``{"id", "prompt" | "messages", "model"?, "system"?, "options"?,
-    "schema"?}``."""
+    "schema"?, "attachments"?}``."""
     try:
         obj = json.loads(raw)
     except ValueError:  # JSON and UTF-8 errors alike
@@ -101,6 +108,7 @@ def parse_item(line: int, raw: bytes) -> Item:
         system=obj.get("system"),
         options=obj.get("options") or {},
         schema=obj.get("schema"),
+        attachments=tuple(obj.get("attachments") or ()),
     )
 
 

@@ -68,6 +68,7 @@ def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]
         if d.template is not None:
             _template_system, text = apply_template(d.template, d.params, text)
         messages, _turn = build_messages(text, system)
+    messages = _attached(item, messages)
     model = d.aliases.get(item.model, item.model) if item.model else d.model
     model, extra = _routed(d, model, merge_fields(d.options, item.options))
     request = Request(
@@ -82,6 +83,23 @@ def build_request(item: Item, d: Defaults) -> tuple[Request, list[dict[str, Any]
     )
     check_extra(request.extra)  # an item may not override model, messages or stream
     return request, messages
+
+
+def _attached(item: Item, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The item's files after the text of its last user message (read now: one that cannot
+    be attached fails the item, exit 2, with nothing sent)."""
+    if not item.attachments:
+        return messages
+    from rill.errors import UsageError
+    from rill.input.attachments import load_all
+    from rill.stream.parts import with_parts
+
+    at = max((n for n, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if at is None:
+        raise UsageError("attachments need a user message to go with")
+    messages = list(messages)
+    messages[at] = with_parts(messages[at], load_all(item.attachments))
+    return messages
 
 
 def with_prefix(prefix: str, text: str) -> str:

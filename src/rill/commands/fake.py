@@ -61,6 +61,14 @@ def fake_server_command(
     persona: Annotated[
         Persona, typer.Option("--persona", help="Dialect of OpenAI-compatible server to speak.")
     ] = Persona.openrouter,
+    log: Annotated[
+        str | None,
+        typer.Option(
+            "--log",
+            metavar="FILE",
+            help="Append a JSON line per chat request (text; files' type, size, sha256) to FILE.",
+        ),
+    ] = None,
     list_scenarios: Annotated[
         bool, typer.Option("--list-scenarios", help="Print the canned scenarios and exit.")
     ] = False,
@@ -75,7 +83,13 @@ def fake_server_command(
             typer.echo(catalogue(), nl=False)
         return
     code = serve(
-        host, port, key=key, require_auth=not no_auth, scenario=scenario, persona=persona.value
+        host,
+        port,
+        key=key,
+        require_auth=not no_auth,
+        scenario=scenario,
+        persona=persona.value,
+        log=log,
     )
     raise typer.Exit(code)
 

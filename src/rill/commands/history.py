@@ -143,6 +143,9 @@ def history_show(
     as_json: opt.Json = False,
 ) -> None:
     """Show one chat: every turn, with model, finish reason and usage."""
+    from rill.history.blobs import records_in
+    from rill.history.records import text_of
+
     store = open_store()
     chat = store.load(store.resolve(ref))
     chat = {**chat, "exchanges": [public(ex) for ex in chat.get("exchanges", [])]}
@@ -173,7 +176,9 @@ def history_show(
                 role = message.get("role")
                 if role == "tool" and message.get("tool_call_id") in results:
                     role = results[message.get("tool_call_id")]
-                write(f"[{role}] {message.get('content')}\n")
+                write(f"[{role}] {text_of(message.get('content'))}\n")
+                for record in records_in([message]):
+                    write(f"[attachment] {attachment_line(record)}\n")
             answer = ex.get("answer") or {}
             calls = answer.get("tool_calls") or []
             if answer.get("content") or not calls:
@@ -200,9 +205,19 @@ def _tool_results(exchange: dict[str, Any]) -> dict[Any, str]:
     return out
 
 
+def attachment_line(record: dict[str, Any]) -> str:
+    """An attached file as ``history show`` lists it: name or URL, type, size, hash."""
+    if record.get("url"):
+        return f"{record.get('url')} · {record.get('mime')}"
+    return (
+        f"{record.get('name')} · {record.get('mime')} · {record.get('size')} bytes"
+        f" · sha256:{record.get('sha256')}"
+    )
+
+
 @history_app.command("rm")
 def history_rm(ref: Annotated[str, typer.Argument(help="Chat ID or unique prefix.")]) -> None:
-    """Remove a chat."""
+    """Remove a chat, and the attached files no other chat uses."""
     store = open_store()
     chat_id = store.resolve(ref)
     store.remove(chat_id)

@@ -16,6 +16,7 @@ from rill.commands.completion import (
     complete_template,
     complete_tool,
 )
+from rill.errors import UsageError
 
 
 class Command(TyperCommand):
@@ -180,6 +181,52 @@ Param = Annotated[
         help="Fill a placeholder of the template (-t): -p KEY VALUE (or KEY=VALUE).",
     ),
 ]
+Attach = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--attach",
+        "-a",
+        metavar="PATH|URL|-",
+        help="Attach an image, PDF or audio file, an http(s) URL or '-' (stdin); repeatable.",
+    ),
+]
+
+
+def _attach_types(incomplete: str) -> list[str]:
+    from rill.stream.parts import SUPPORTED_TYPES
+
+    return [mime for mime in SUPPORTED_TYPES if mime.startswith(incomplete)]
+
+
+AttachType = Annotated[
+    str | None,
+    typer.Option(
+        "--attach-type",
+        metavar="MIME",
+        help="Force the type of -a files (image/png, application/pdf, audio/mpeg, …).",
+        autocompletion=_attach_types,
+    ),
+]
+
+
+def attaches_stdin(attach: list[str]) -> bool:
+    """Whether ``-a -`` takes stdin (which is then not prompt text)."""
+    if not attach:  # a plain prompt does not import the attachments' module
+        return False
+    from rill.input.attachments import split_spec
+
+    return any(split_spec(spec)[0] == "-" for spec in attach)
+
+
+def check_attach(attach: list[str], attach_type: str | None, words: list[str]) -> list[str]:
+    """``-a`` and ``--attach-type`` that contradict the rest of the command line: usage errors."""
+    if attach and attaches_stdin(attach) and words == ["-"]:
+        raise UsageError("-a - reads stdin as the attached file; '-' cannot be the prompt too")
+    if attach_type is not None and not attach:
+        raise UsageError("--attach-type sets the type of -a files: give one with -a PATH")
+    return attach
+
+
 Temperature = Annotated[
     float | None,
     typer.Option(

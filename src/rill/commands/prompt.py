@@ -64,6 +64,8 @@ class PromptArgs:
     schema_multi: bool = False
     extract: str | None = None
     """``-x``: "first", ``--extract-last``: "last", else None."""
+    attachments: list[str] = field(default_factory=list)  # -a, read by rill.input.attachments
+    attach_type: str | None = None
 
 
 def check_params(ctx: Any, params: list[str] | None, template: str | None) -> None:
@@ -108,10 +110,11 @@ def run_prompt(args: PromptArgs) -> int:
         from rill.schema import parse_schema
 
         schema = parse_schema(args.schema, multi=args.schema_multi)
+    attached = _attached(args) if args.attachments else []
     chat_id, earlier = _continued(args, ask.flags)
     settings = resolve_settings(ask.flags, warn=_warn)
     _check_transport(settings, dry_run=args.dry_run)
-    request, turn = _request(args, ask, settings, earlier)
+    request, turn = _request(args, ask, settings, earlier, attached)
     if schema is not None:
         request = dataclasses.replace(request, schema=schema)
     with ExitStack() as stack:
@@ -161,6 +164,14 @@ def _ask(args: PromptArgs) -> _Ask:
     return ask
 
 
+def _attached(args: PromptArgs) -> list[Any]:
+    """The ``-a`` files, read once before anything is sent or recorded."""
+    from rill.input.attachments import load_all
+
+    stdin = args.env.stdin if args.env is not None else None
+    return load_all(args.attachments, forced=args.attach_type, stdin=stdin)
+
+
 def _continued(args: PromptArgs, flags: SettingFlags) -> tuple[str | None, list[Any]]:
     """The chat that ``-c``/``--chat`` continue (its id and messages; ``None, []`` for a new
     chat). It goes on with its own model on its own server: they fill ``flags`` where the user
@@ -183,7 +194,7 @@ def _continued(args: PromptArgs, flags: SettingFlags) -> tuple[str | None, list[
 
 
 def _request(
-    args: PromptArgs, ask: _Ask, settings: Any, earlier: list[Any]
+    args: PromptArgs, ask: _Ask, settings: Any, earlier: list[Any], attached: list[Any]
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The request to send, and this turn's new messages (what history records)."""
     from rill.input.prompting import build_messages, check_extra, merge_options
@@ -204,6 +215,11 @@ def _request(
 
         pieces = (args.stdin_text, ask.template_text)
         messages = mark_cache(messages, pieces, (model, *routing.fallback))
+    if attached:  # the files' parts follow the prompt's text; history stores them once each
+        from rill.stream.parts import with_parts
+
+        messages[-1] = with_parts(messages[-1], attached)
+        turn[-1] = with_parts(turn[-1], attached)
     request = Request(
         messages=messages,
         model=model,
@@ -440,7 +456,9 @@ def _print_dry_run(env: Environment, settings: Any, request: Any) -> int:
     body = build_payload(request, openrouter=settings.openrouter)
     lines = [f"POST {display_url(settings.base_url)}/chat/completions"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines += ["", json.dumps(body, ensure_ascii=False, indent=2), ""]
+    from rill.stream.parts import shown  # attached files: their type, name, size and hash
+
+    lines += ["", json.dumps(body, ensure_ascii=False, indent=2, default=shown), ""]
     env.stdout.write("\n".join(lines).encode("utf-8", "replace"))
     env.stdout.flush()
     return int(ExitCode.OK)

@@ -73,6 +73,12 @@ def build_parser(prog: str = "python -m rill.fake") -> argparse.ArgumentParser:
     parser.add_argument("--scenario", metavar="NAME", help="canned scenario for every request")
     parser.add_argument("--persona", choices=PERSONAS, default="openrouter")
     parser.add_argument(
+        "--log",
+        metavar="FILE",
+        help="append one JSON line per chat request (messages' text, attached files' type, "
+        "size and sha256) to FILE; - for stderr",
+    )
+    parser.add_argument(
         "--list-scenarios", action="store_true", help="print the canned scenarios and exit"
     )
     return parser
@@ -105,6 +111,7 @@ def serve(
     persona: str = "openrouter",
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
+    log: str | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; the exit code. The URL is the first line on ``stdout``."""
     out = stdout or sys.stdout
@@ -120,6 +127,11 @@ def serve(
     server = FakeOpenRouter(
         host, port, api_key=key, require_auth=require_auth, persona=dialect, default_scenario=name
     )
+    try:
+        server.log = _logger(log, err)
+    except OSError as exc:
+        err.write(f"rill: cannot open the log {log}: {exc.strerror or exc}\n")
+        return EXIT_USAGE
     try:
         try:
             server.start()
@@ -139,6 +151,23 @@ def serve(
     finally:
         server.stop()
         _restore(previous)
+
+
+def _logger(path: str | None, err: IO[str]) -> Any:
+    """Writes each entry as a JSON line to ``path`` (``-``: stderr), flushed; None: no log."""
+    if path is None:
+        return None
+    import json
+
+    out = err if path == "-" else open(path, "a", encoding="utf-8")  # noqa: SIM115 - for the life of the server
+    lock = threading.Lock()
+
+    def write(entry: dict[str, Any]) -> None:
+        with lock, contextlib.suppress(OSError, ValueError):
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            out.flush()
+
+    return write
 
 
 def _on_signals(handler: Any) -> dict[int, Any]:
@@ -173,4 +202,5 @@ def main(argv: list[str] | None = None, prog: str = "python -m rill.fake") -> in
         require_auth=not args.no_auth,
         scenario=args.scenario,
         persona=args.persona,
+        log=args.log,
     )

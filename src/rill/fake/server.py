@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from rill.fake import endpoints, respond
+from rill.fake import content, endpoints, respond
 from rill.fake.canned import canned_scenario
 from rill.fake.common import DEFAULT_API_KEY, DEFAULT_MODEL, DEMO_CONTENT, Persona
 from rill.fake.error_bodies import build_error
@@ -35,9 +35,11 @@ class FakeOpenRouter:
     ``models`` (the ``/models`` list) and ``models_style`` ("openrouter" | "generic"; None:
     generic for every persona but "openrouter").
 
-    Records: ``requests`` (every request, ``Recorded``), ``disconnects`` (``(generation id,
-    time.monotonic())`` per client disconnect seen while answering), ``generations``
-    (id -> ``Generation``) and ``prompt_cache`` (the ``cache_control`` prefixes seen).
+    Records: ``requests`` (every request, ``Recorded``), ``attachments`` (each file part of a
+    chat request, decoded and hashed: ``rill.fake.content.received``), ``disconnects``
+    (``(generation id, time.monotonic())`` per client disconnect seen while answering),
+    ``generations`` (id -> ``Generation``) and ``prompt_cache`` (the ``cache_control``
+    prefixes seen).
     The "openrouter" persona plays fallbacks, provider preferences and prompt caching on every
     answer that is not an error (``rill.fake.openrouter_extras``).
     """
@@ -63,6 +65,7 @@ class FakeOpenRouter:
         self._epoch = 0
         self._active = 0  # chat responses being written (live count, survives reset)
         self.prompt_cache = PromptCache()
+        self.log: Callable[[dict[str, Any]], None] | None = None  # fake-server --log
         self.reset()
 
     # lifecycle
@@ -131,6 +134,7 @@ class FakeOpenRouter:
             self.models_style: Literal["openrouter", "generic"] | None = None
             self.requests: list[Recorded] = []
             self.disconnects: list[tuple[str, float]] = []
+            self.attachments: list[dict[str, Any]] = []
             self.generations: dict[str, Generation] = {}
             self._queue: deque[list[Any]] = deque()
             self._disconnects_seen = 0
@@ -312,6 +316,13 @@ class FakeOpenRouter:
             send_json(h, 400, {"error": {"message": "Invalid JSON in request body", "code": 400}})
             return
         body = rec.body
+        malformed = content.problem(body)  # as OpenRouter: before any model is asked
+        files = content.received(body) if malformed is None else []
+        if self.log is not None:
+            self.log(content.log_entry(body, files, malformed))
+        if malformed is not None:
+            return send_json(h, 400, {"error": {"message": malformed, "code": 400}})
+        self.attachments += files  # one list operation: safe between handler threads
         scenario, persona, failure = self._pick(rec, body)
         if scenario is None:
             self.send_auth_error(h, failure or "no-auth", persona)

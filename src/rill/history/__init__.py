@@ -34,9 +34,10 @@ Modules: ``records`` (what chat files and index lines are: pure functions), ``no
 (upstream values made storable), ``files`` (the lock and journal reading; the private-file
 primitives are in ``rill.files``), ``chatfiles`` (the paths under the root and the one way a
 chat file changes), ``running`` (unfinished exchanges seen by a reader), ``index`` (reading
-``index.jsonl``), ``listing`` (the chat list), ``usage`` (token and cost totals), ``search``
-(search and export), ``recorder`` (``ExchangeRecorder``, one exchange while it streams) and
-``store`` (``HistoryStore``, which brings them together).
+``index.jsonl``), ``blobs`` (attached files, stored once by hash), ``listing`` (the chat list),
+``usage`` (token and cost totals), ``search`` (search and export), ``recorder``
+(``ExchangeRecorder``, one exchange while it streams) and ``store`` (``HistoryStore``, which
+brings them together).
 """
 
 from rill.history.recorder import ExchangeRecorder

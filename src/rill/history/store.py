@@ -22,6 +22,7 @@ from rill.files import fsync_path, make_dirs
 from rill.history import index, listing, running
 from rill.history import search as searching
 from rill.history import usage as totals
+from rill.history.blobs import Blobs, hashes_in, sent_messages, stored_messages
 from rill.history.chatfiles import EXTENSIONS, Changed, ChatFiles
 from rill.history.files import locked
 from rill.history.normalise import public_url
@@ -65,6 +66,7 @@ class HistoryStore(ChatFiles):
         read_only: bool = False,
     ) -> None:
         super().__init__(root, fmt, warn, read_only)
+        self.blobs = Blobs(self.root)
         self.clock = clock
         self.not_saved = 0
         """How many answers ``begin`` could not record (its warning is shown only once)."""
@@ -101,12 +103,16 @@ class HistoryStore(ChatFiles):
     def _begin(self, start: ExchangeStart) -> ExchangeRecorder:
         for directory in (self.root, self.chats_dir, self.journals_dir):
             make_dirs(directory)
+        # Attached files are stored first: a chat file never names one that is not there.
+        messages, attached = stored_messages(start.messages)
+        for attachment in attached:
+            self.blobs.put(attachment)
         now = now_iso()
         exchange: dict[str, Any] = {
             "id": secrets.token_hex(8),
             "started_at": now,
             "status": "running",
-            "messages": start.messages,
+            "messages": messages,
             "requested_model": start.requested_model,
             "request": start.request,
             "base_url": public_url(start.base_url),
@@ -136,6 +142,8 @@ class HistoryStore(ChatFiles):
             with suppress(OSError):
                 os.unlink(self.journal_path(exchange["id"]))
             raise
+        for attachment in attached:  # a concurrent `history rm` swept it before the rename
+            self.blobs.put(attachment)
         return ExchangeRecorder(self, chat_id, exchange, path, fd, titles[0] if titles else None)
 
     def _chat_to_add_to(self, chat_id: str | None) -> tuple[str, Path]:
@@ -210,11 +218,29 @@ class HistoryStore(ChatFiles):
                     (self.chats_dir / f"{chat_id}{suffix}").unlink(missing_ok=True)
                 for journal in self.journals_of(chat_id):
                     journal.unlink(missing_ok=True)
+                self._sweep_attachments()
         except OSError as exc:
             raise HistoryError(f"cannot remove chat {chat_id}: {os_reason(exc)}") from None
         for synced in (self.index_path, self.chats_dir):
             with suppress(OSError):  # removed either way; this only makes it survive a crash
                 fsync_path(synced)
+
+    def _sweep_attachments(self) -> None:
+        """Remove the stored attachments no chat refers to any more (under the lock). Every
+        hash-like text in a chat file counts as a reference, so a damaged file (or exchange)
+        keeps its attachments; a chat file that cannot be read at all keeps every one."""
+        if not self.blobs.dir.is_dir():
+            return
+        referenced: set[str] = set()
+        for path in self.chat_files():
+            try:
+                referenced |= hashes_in(path.read_bytes())
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return
+        with suppress(OSError):  # what stays is only disk space; the chat is gone either way
+            self.blobs.sweep(referenced)
 
     def reindex(self) -> int:
         """Rebuild ``index.jsonl`` from the chat files (atomically); the number of exchanges."""
@@ -294,7 +320,8 @@ class HistoryStore(ChatFiles):
             reply = _reply(ex.get("answer", {}))
             if reply is not None:
                 messages.append(reply)
-        return ([system] if system is not None else []) + messages
+        # Attached files are sent again from history's own copies.
+        return sent_messages(self.blobs, ([system] if system is not None else []) + messages)
 
     # -- reading all chats, and the index
 

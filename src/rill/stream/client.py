@@ -199,11 +199,13 @@ class ChatClient:
             connect = min(connect, read)
         timeout = httpx.Timeout(connect=connect, read=read, write=30.0, pool=connect)
         try:
+            body = _encoded(payload)
+            length = len(body) if isinstance(body, bytes) else body.length
             req = self.http.build_request(
                 "POST",
                 self.url,
-                json=payload,
-                headers=headers,
+                content=body,
+                headers={**headers, "Content-Length": str(length)},
                 timeout=timeout,
                 extensions={"trace": control.trace},
             )
@@ -234,6 +236,19 @@ class ChatClient:
             body=decoded,
             retry_after=_retry_after(response.headers.get("retry-after")),
         )
+
+
+def _encoded(payload: dict[str, Any]) -> Any:
+    """The JSON body, as httpx's ``json=`` would encode it. A payload holding attached files
+    (which plain JSON cannot encode) is encoded by ``rill.stream.parts`` into pieces, each file
+    base64-encoded only as it is sent; a plain prompt never imports that module."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except TypeError:
+        from rill.stream.parts import encode_body
+
+        return encode_body(payload)
+    return text.encode("utf-8")
 
 
 def request_url(settings: Settings, path: str) -> str:
