@@ -165,7 +165,7 @@ def test_config_keys_and_values_complete(rill_env: Path) -> None:
 @contextmanager
 def tmux_shell(command: list[str], env: dict[str, str]) -> Iterator[Tmux]:
     tmux = Tmux(env=env)
-    tmux.start(*command, width=200, height=50)
+    tmux.start(*command, width=200, height=100)
     try:
         yield tmux
     finally:
