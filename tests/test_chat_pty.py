@@ -267,12 +267,43 @@ def test_usage_history_system_and_edit(
     term.wait_text("1 exchanges ·")
     term.line("/history")
     term.wait_text("> written in the editor")
-    term.line("/attach notes.txt")
-    term.wait_text("/attach is not available yet")
-    wait_prompt(term)
     term.send(CTRL_D)
     assert term.wait_exit() == 0
     assert len(fake_server.chat_requests) == 1
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+def test_attach_sends_the_file_with_the_next_message_and_history_keeps_it(
+    open_chat: Any, fake_server: FakeOpenRouter, chat_env: dict[str, str], tmp_path: Path
+) -> None:
+    picture = tmp_path / "shot.png"
+    picture.write_bytes(PNG)
+    term = open_chat("-m", "fake/echo")
+    term.line(f"/attach {tmp_path / 'missing.png'}")
+    term.wait_text("cannot attach")
+    wait_prompt(term)
+    term.line(f"/attach {picture}")
+    term.wait_text("it goes with the next message")
+    wait_prompt(term)
+    assert fake_server.chat_requests == []  # attaching sends nothing by itself
+    term.line("what is in it")
+    term.wait_text("what is in it", count=2)
+    wait_prompt(term)
+    term.line("and now")
+    term.wait_text("and now", count=2)
+    wait_prompt(term)
+    term.send(CTRL_D)
+    assert term.wait_exit() == 0
+    first, second = (r.body["messages"] for r in fake_server.chat_requests)
+    parts = first[-1]["content"]
+    assert parts[0] == {"type": "text", "text": "what is in it"}
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert second[-1] == {"role": "user", "content": "and now"}  # sent once, with its message
+    assert second[0]["content"][1] == parts[1]  # and resent as part of the chat
+    shown = run(["history", "show", "last"], env=chat_env)
+    assert "shot.png" in shown.stdout.decode(), shown.stdout
 
 
 def test_model_completion_offers_cached_ids(

@@ -10,118 +10,22 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any, TypeGuard
+from typing import Annotated, TypeGuard
 
 import typer
-from typer.core import TyperGroup
 
 from rill import __version__
 from rill.commands import options as opt
-from rill.commands.completion import add_completers, complete_chat
-from rill.errors import ExitCode, RillError, UsageError
+from rill.commands.checks import check_combinations, check_outputs, read_stdin
+from rill.commands.completion import complete_chat
+from rill.commands.group import GROUP_OPTIONS, AskCommand, RillGroup, err, subcommand_names
+from rill.errors import ExitCode, RillError
 from rill.output.formats import OutputFormat
 
 # httpx imports its own command-line client (click, rich.table, pygments) whenever click is
 # installed, as it is beside the MCP SDK; rill never runs it. A missing entry makes that import
 # fail, and httpx falls back to a stub: a piped prompt stays light (tests/test_lazy_imports.py).
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
-#: Options that belong to the command group itself rather than to the prompt.
-GROUP_OPTIONS = frozenset({"--install-completion", "--show-completion"})
-
-
-class RillGroup(TyperGroup):
-    """A group whose default command is ``ask``."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] == "ask":
-            return super().parse_args(ctx, ["ask", *opt.pair_params(args[1:])])
-        if args and (args[0] in self.commands or args[0] in GROUP_OPTIONS):
-            return super().parse_args(ctx, args)
-        if not args and ctx.resilient_parsing:  # completing the first word: offer commands
-            return super().parse_args(ctx, args)
-        routed = opt.pair_params(args)
-        # "ask" is left out: `rill -m X ask me` sends "ask me", a prompt more often than not.
-        commands = _subcommand_names() - {"ask"}
-        if not ctx.resilient_parsing and not commands.isdisjoint(routed):
-            from rill.commands.helptext import refuse_command_as_prompt
-
-            refuse_command_as_prompt(ctx, self.commands["ask"], routed, commands)
-        return super().parse_args(ctx, ["ask", *routed])
-
-    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
-        """``rill --<Tab>``: the prompt command's options too, since it is the default."""
-        results = super().shell_complete(ctx, incomplete)
-        ask = self.commands.get("ask")
-        if ask is None or not incomplete.startswith("-"):
-            return results
-        from rill.commands.helptext import option_items
-
-        return results + option_items(ask, ctx, incomplete, {item.value for item in results})
-
-    def format_epilog(self, ctx: Any, formatter: Any) -> None:
-        from rill.commands.helptext import write_footer
-
-        write_footer(formatter, app)
-
-    def main(  # type: ignore[override]  # same parameters, narrowed to what rill passes
-        self,
-        args: list[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        """Bad flags and arguments get one line on stderr and exit 2, like every other error."""
-        if os.environ.get(complete_var or "_RILL_COMPLETE"):
-            add_completers(self)
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except typer.Abort:
-            sys.exit(int(ExitCode.INTERNAL))
-        except Exception as exc:
-            # Click's usage errors (vendored by typer, so matched by shape, not by class).
-            message = getattr(exc, "format_message", None)
-            exit_code = getattr(exc, "exit_code", None)
-            if message is None or not isinstance(exit_code, int):
-                raise
-            if type(exc).__name__ == "NoArgsIsHelpError":  # `rill history`: the help is the answer
-                sys.stderr.write(message() + "\n")
-            else:
-                hint = ""
-                if exit_code == ExitCode.USAGE:
-                    from rill.commands.helptext import help_hint
-
-                    hint = help_hint(getattr(exc, "ctx", None))
-                err(f"{message()}{hint}")
-            sys.exit(exit_code)
-        sys.exit(code if isinstance(code, int) else 0)
-
-    def invoke(self, ctx: Any) -> Any:
-        # Every command's RillError becomes its one-line message and exit code here, so the
-        # behaviour is the same under `rill`, `python -m rill` and typer's CliRunner.
-        try:
-            return super().invoke(ctx)
-        except RillError as exc:
-            status = getattr(exc, "status", None)
-            err(exc.message + (f" (HTTP {status})" if status and status != 200 else ""))
-            raise typer.Exit(int(exc.exit_code)) from None
-
-
-class AskCommand(opt.Command):
-    """The prompt command: its help is ``rill --help``, so it shows how rill is called."""
-
-    def format_usage(self, ctx: Any, formatter: Any) -> None:
-        from rill.commands.helptext import USAGE
-
-        formatter.write_usage("rill", USAGE)
-
-    def format_epilog(self, ctx: Any, formatter: Any) -> None:
-        from rill.commands.helptext import write_footer
-
-        write_footer(formatter, app)
 
 
 def _new_app() -> typer.Typer:
@@ -141,24 +45,13 @@ app = _new_app()
 #: Only the prompt command: a plain `rill "prompt"` skips building every subcommand's options
 #: (~9 ms of each call's start-up, bench/run.py).
 prompt_app = _new_app()
+RillGroup.whole = app
 
 
 @prompt_app.callback()
 def _as_group() -> None:
     """Keeps prompt_app a group (typer collapses a one-command app), so RillGroup's routing and
     error handling apply to it exactly as to the whole app."""
-
-
-def err(message: str, secret: str | None = None) -> None:
-    """One line on stderr, prefixed with the program name, never carrying the key nor the
-    credentials of a URL."""
-    from rill.env import isatty
-    from rill.output.diagnostics import note_line, write_line
-    from rill.stream.protocol import redact
-    from rill.urls import display_urls
-
-    text = display_urls(redact(message, secret or os.environ.get("OPENROUTER_API_KEY")))
-    write_line(sys.stderr, note_line(text, tty=isatty(sys.stderr)))
 
 
 def _version(value: bool) -> None:
@@ -168,19 +61,6 @@ def _version(value: bool) -> None:
         with piped():
             sys.stdout.write(f"rill {__version__}\n")
         raise typer.Exit()
-
-
-def _read_stdin(words: list[str], attach: list[str]) -> str | None:
-    stdin = sys.stdin
-    if stdin is None or opt.attaches_stdin(attach):  # `-a -`: stdin is the attached file
-        return None
-    try:
-        if stdin.isatty() and words != ["-"]:
-            return None
-    except ValueError:  # closed
-        return None
-    data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
-    return data.decode("utf-8", errors="replace") if data else None
 
 
 def ask(
@@ -313,8 +193,8 @@ def ask(
     from rill.input.prompting import parse_params
     from rill.input.routing import make_flags
 
-    _check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
-    _check_outputs(ctx, fmt, schema, schema_multi, extract, extract_last)
+    check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
+    check_outputs(ctx, fmt, schema, schema_multi, extract, extract_last)
     words = list(prompt or [])
     attachments = opt.check_attach(list(attach or []), attach_type, words)
     routing = make_flags(
@@ -330,7 +210,7 @@ def ask(
     )
     args = PromptArgs(
         words=words,
-        stdin_text=_read_stdin(words, attachments),
+        stdin_text=read_stdin(words, attachments),
         flags={
             "model": model,
             "system": system,
@@ -375,41 +255,6 @@ def ask(
     raise typer.Exit(run_prompt(args))
 
 
-def _check_combinations(
-    ctx: Any, *, param: list[str] | None, template: str | None, continue_: bool, chat: str | None
-) -> None:
-    """Options that would silently do nothing, or contradict each other, are usage errors."""
-    from rill.commands.prompt import check_params
-
-    check_params(ctx, param, template)
-    if continue_ and chat is not None:
-        ctx.fail("-c continues the most recent chat and --chat a given one: use one of them")
-    if continue_:
-        from rill.config.settings import resolve_paths
-        from rill.history import HistoryStore
-
-        if HistoryStore(resolve_paths().history_dir, read_only=True).last_chat_id() is None:
-            raise UsageError("no chat to continue yet: start one with rill PROMPT")
-
-
-def _check_outputs(
-    ctx: Any,
-    fmt: OutputFormat,
-    schema: str | None,
-    schema_multi: str | None,
-    extract: bool,
-    extract_last: bool,
-) -> None:
-    """``--schema`` and ``--schema-multi`` ask for one shape; ``-x`` writes text."""
-    if schema is not None and schema_multi is not None:
-        ctx.fail("--schema asks for one object and --schema-multi for a list: use one of them")
-    if extract and extract_last:
-        ctx.fail("-x writes the first code block and --extract-last the last: use one of them")
-    if (extract or extract_last) and fmt is not OutputFormat.text:
-        name = "-x" if extract else "--extract-last"
-        ctx.fail(f"{name} writes a code block as text: it cannot be combined with -f {fmt.value}")
-
-
 for _target in (app, prompt_app):
     _target.command(
         "ask",
@@ -447,15 +292,6 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
-def _subcommand_names() -> set[str]:
-    names = {info.name for info in app.registered_commands if isinstance(info.name, str)}
-    for group in app.registered_groups:
-        name = group.typer_instance.info.name if group.typer_instance else None
-        if isinstance(name, str):
-            names.add(name)
-    return names
-
-
 def _output_failed(exc: Exception) -> TypeGuard[OSError]:
     """An error of writing the output (help text to a full disk): no file named, an errno that
     only a write gives."""
@@ -472,7 +308,9 @@ def main() -> None:
     """Entry point of the ``rill`` command and ``python -m rill``."""
     debug = "--debug" in sys.argv or bool(os.environ.get("RILL_DEBUG"))
     first = sys.argv[1] if len(sys.argv) > 1 else None
-    whole = first in _subcommand_names() or first in GROUP_OPTIONS or "_RILL_COMPLETE" in os.environ
+    whole = (
+        first in subcommand_names(app) or first in GROUP_OPTIONS or "_RILL_COMPLETE" in os.environ
+    )
     try:
         (app if whole else prompt_app)(prog_name="rill")
     except RillError as exc:

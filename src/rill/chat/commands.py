@@ -25,8 +25,22 @@ message. Ctrl-C stops an answer (what arrived is kept) or clears the line; Ctrl-
 
 
 def attach(session: ChatSession, path: str) -> None:
-    """``/attach PATH``: not available yet (attachments are a feature of their own)."""
-    session.say("rill: /attach is not available yet; paste the text or use /edit")
+    """``/attach PATH``: the file (or an http(s) URL) goes with the next message, after its text;
+    without PATH, what is waiting to go. A file that cannot be attached is one line, not sent."""
+    from rill.errors import RillError
+    from rill.input.attachments import load
+
+    if not path:
+        waiting = ", ".join(a.label() for a in session.attached) or "nothing"
+        session.say(f"attached to the next message: {waiting}")
+        return
+    try:
+        attachment = load(path)
+    except RillError as exc:
+        session.say(f"rill: {exc.message}")
+        return
+    session.attached.append(attachment)
+    session.say(f"attached {attachment.label()}; it goes with the next message")
 
 
 def _model(session: ChatSession, rest: str) -> None:

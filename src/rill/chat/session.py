@@ -58,6 +58,8 @@ class ChatSession:
         self.system: str | None = self.flags.get("system")
         self.chat_id: str | None = None
         self.memory: list[dict[str, Any]] = []
+        self.attached: list[Any] = []
+        """What `/attach` added, sent with the next message (``parts.Attachment`` values)."""
         self.usages: list[dict[str, Any]] = []
         self.last_text: str | None = None
         self.store: Any = None
@@ -181,6 +183,12 @@ class ChatSession:
         if system is None and not earlier:
             system = self.settings.system
         messages, turn = build_messages(user_text, system, earlier)
+        if self.attached and not retry:  # history stores each file once, as for `rill -a`
+            from rill.stream.parts import with_parts
+
+            messages[-1] = with_parts(messages[-1], self.attached)
+            turn[-1] = with_parts(turn[-1], self.attached)
+            self.attached = []
         check_extra(self.extra)
         request = Request(
             messages=messages,
