@@ -7,7 +7,15 @@ loaded on first use, so ``import rill`` stays cheap for the command line.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+# httpx imports its own command line (click, rich, pygments: about 50 ms) whenever click can be
+# imported, and uvicorn, which `rill serve` runs on, brings click along. rill never uses httpx's
+# command line: a None entry makes that one import fail at once (httpx then skips it), so every
+# rill command starts as fast with the serve extra installed as without it.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 __version__ = "0.1.0"
 

@@ -363,7 +363,17 @@ for _target in (app, prompt_app):
 
 
 def _register_subcommands() -> None:
-    from rill.commands import batch, completion, config, fake, history, key, models, templates
+    from rill.commands import (
+        batch,
+        completion,
+        config,
+        fake,
+        history,
+        key,
+        models,
+        serve,
+        templates,
+    )
 
     history.register(app)
     models.register(app)
@@ -372,6 +382,7 @@ def _register_subcommands() -> None:
     templates.register(app)
     batch.register(app)
     fake.register(app)
+    serve.register(app)
     completion.register(app)
 
 
