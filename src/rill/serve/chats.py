@@ -68,13 +68,19 @@ async def message_stream(request: HTTPRequest) -> Response:
         temperature=settings.temperature,
     )
     stream = ctx.stream(upstream, chat_id=chat_id, turn=turn)
-    pump = Pump(stream, ctx.registry, ctx.limiter, model=upstream.model, endpoint="/api/chats")
     buffer = Buffer()
     write = render_with(SSERenderer(buffer.binary()), buffer, stream)
+    pump = Pump(
+        stream,
+        ctx.registry,
+        ctx.limiter,
+        model=upstream.model,
+        endpoint="/api/chats",
+        write=write,
+    )
 
-    async def open_(first: Step | None) -> Opening:
-        head = write(first) if first is not None else b""
-        return 200, sse_headers(pump.entry.id), write, head
+    async def open_(step: Step, data: bytes) -> Opening:
+        return 200, sse_headers(pump.entry.id), True, data
 
     return StepResponse(pump, open_)
 

@@ -80,35 +80,26 @@ async def chat_completions(request: HTTPRequest) -> Response:
         return error_response(exc.status, exc.message, exc.kind)
     wants_stream = body.get("stream") is True
     stream = ctx.stream(upstream, chat_id=None, turn=list(upstream.messages))
-    pump = Pump(stream, ctx.registry, ctx.limiter, model=upstream.model, endpoint="/v1")
     created = int(time.time())
     buffer = Buffer()
     renderer = OpenAIRenderer(buffer.binary(), clock=lambda: created)
-    write = render_with(renderer, buffer, stream)
+    write = render_with(renderer, buffer, stream) if wants_stream else None
+    pump = Pump(
+        stream, ctx.registry, ctx.limiter, model=upstream.model, endpoint="/v1", write=write
+    )
 
-    async def open_(first: Step | None) -> Opening:
-        step = first
-        if isinstance(step, Error):
+    async def open_(step: Step, data: bytes) -> Opening | None:
+        if isinstance(step, Error):  # before any answer, or the end of a non-streamed one
             refusal = error_reply(step)
-            return (
-                refusal.status_code,
-                {"content-type": "application/json"},
-                None,
-                bytes(refusal.body),
-            )
+            headers = {"content-type": "application/json", "x-rill-request": pump.entry.id}
+            return refusal.status_code, headers, False, bytes(refusal.body)
         if wants_stream:
-            headers = sse_headers(pump.entry.id)
-            return 200, headers, write, write(step) if step is not None else b""
-        while step is not None and not isinstance(step, Done | Error):
-            step = await pump.next()
+            return 200, sse_headers(pump.entry.id), True, data
         if isinstance(step, Done):
-            reply: Response = JSONResponse(completion(step, created))
-        elif isinstance(step, Error):
-            reply = error_reply(step)
-        else:  # cannot happen: a stream always ends with one terminal event
-            reply = error_response(502, "the stream ended without an answer", "rill_error")
-        headers = {"content-type": "application/json", "x-rill-request": pump.entry.id}
-        return reply.status_code, headers, None, bytes(reply.body)
+            reply = JSONResponse(completion(step, created))
+            headers = {"content-type": "application/json", "x-rill-request": pump.entry.id}
+            return 200, headers, False, bytes(reply.body)
+        return None  # the whole answer is sent at its end
 
     return StepResponse(pump, open_)
 
