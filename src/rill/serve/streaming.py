@@ -22,7 +22,7 @@ from typing import BinaryIO, cast
 
 import anyio
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from rill.events import Chunk, Reasoning, Start
 from rill.output.formats import Renderer
@@ -201,7 +201,9 @@ class StepResponse(Response):
                     status, headers, streaming, body = decided
                     opened.append(streaming)
                     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-                    await send({"type": "http.response.start", "status": status, "headers": raw})
+                    start = {"type": "http.response.start", "status": status, "headers": raw}
+                    if not await self._deliver(send, start, gone):
+                        return
                     out.append(body)
                 elif opened[0]:
                     out.append(data)
@@ -215,13 +217,22 @@ class StepResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send(self, send: Send, data: bytes, gone: list[bool]) -> None:
-        if not data or gone:
-            return
+        if data and not gone:
+            await self._deliver(
+                send, {"type": "http.response.body", "body": data, "more_body": True}, gone
+            )
+
+    async def _deliver(self, send: Send, message: Message, gone: list[bool]) -> bool:
+        """Send ``message``; False (and the stream cancelled) when the client has gone."""
+        if gone:
+            return False
         try:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send(message)
         except OSError:  # the client went away between two steps
             gone.append(True)
             self.pump.stream.cancel(BY_CLIENT)
+            return False
+        return True
 
 
 def sse_headers(request_id: str, content_type: str = "text/event-stream") -> dict[str, str]:
