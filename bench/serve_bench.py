@@ -202,6 +202,9 @@ def main() -> int:
             f"{args.soak_events} events each); RSS first tenth {first:.1f} MiB, last tenth "
             f"{last:.1f} MiB, max {max(soak_samples) / 1024:.1f} MiB"
         )
+        step = max(1, len(soak_samples) // 10)
+        trace = ", ".join(f"{v / 1024:.1f}" for v in soak_samples[::step])
+        print(f"soak RSS every {step} s (MiB): {trace}")
     return 0
 
 
