@@ -19,7 +19,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: Bottom to top. A module may import its own layer and the layers below it. ``rill`` itself
 #: (``__version__``; its lazy attributes import nothing until a library user asks for them) is
 #: at the bottom. ``rill.fake`` is a standalone tool (``python -m rill.fake``) that may use
-#: anything below the commands, which start it (``rill fake-server``).
+#: anything below the commands, which start it (``rill fake-server``). ``rill.serve`` is
+#: ``rill serve``'s server: it answers like the commands (``history --json``, ``usage --json``).
 LAYERS: list[tuple[str, ...]] = [
     (
         "rill",
@@ -39,7 +40,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rill.input",),
     ("rill.batch", "rill.api", "rill.chat", "rill.tools"),
     ("rill.fake",),
-    ("rill.commands",),
+    ("rill.commands", "rill.serve"),
     ("rill.cli", "rill.__main__"),
 ]
 

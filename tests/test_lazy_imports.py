@@ -120,3 +120,19 @@ def test_the_schema_validator_is_imported_only_with_a_schema(fake_server: FakeOp
     done, modules = imported_by([*argv, "hi"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert "jsonschema" not in modules and "rill.schema" not in modules
+
+
+#: What only ``rill serve`` may import.
+SERVER_STACK = ("starlette", "uvicorn", "rill.serve")
+
+
+def test_only_serve_imports_the_server_stack(fake_server: FakeOpenRouter) -> None:
+    argv = ["-m", "rill", "--base-url", fake_server.url, "-m", "x", "--no-history", "hi"]
+    done, modules = imported_by(argv)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rill.stream.pipeline" in modules  # the check saw the prompt's real path
+    stack = [m for m in modules if any(m == s or m.startswith(s + ".") for s in SERVER_STACK)]
+    assert stack == []
+    done, modules = imported_by(["-m", "rill", "serve", "--help"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [m for m in modules if m.startswith(("starlette", "uvicorn", "rill.serve"))]

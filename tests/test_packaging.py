@@ -70,6 +70,7 @@ def test_sdist_has_the_licence_docs_and_every_test_helper(built: Built) -> None:
     wanted += ["scripts/gen_docs.py", "scripts/demo"]  # run by test_docs and test_contract_gaps
     wanted += [f"tests/{p.name}" for p in (ROOT / "tests").glob("*.py")]
     wanted += [f"src/rill/fake/{p.name}" for p in (ROOT / "src/rill/fake").glob("*.py")]
+    wanted += ["src/rill/serve/page.html"]
     assert [name for name in wanted if name not in files] == []
     assert all(files[name].isfile() for name in wanted)  # links are stored as the files
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
@@ -87,6 +88,10 @@ def test_wheel_has_the_fake_server_data_files_and_licence(built: Built) -> None:
     assert {"__init__.py", "__main__.py", "server.py", "hostile.py"} <= fake
     assert {n.removeprefix("rill/fake/") for n in names if n.startswith("rill/fake/")} == fake
     assert "rill/commands/fake.py" in names
+    # rill serve's page is package data: the server reads it from the installed package.
+    page = (ROOT / "src/rill/serve/page.html").read_bytes()
+    assert contents.get("rill/serve/page.html") == page
+    assert "Provides-Extra: serve" in contents[f"rill_cli-{version}.dist-info/METADATA"].decode()
     licence = f"rill_cli-{version}.dist-info/licenses/LICENSE"
     assert contents[licence] == (ROOT / "LICENSE").read_bytes()
     assert b"MIT License" in contents[licence] and b"the rill authors" in contents[licence]

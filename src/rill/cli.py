@@ -22,9 +22,9 @@ from rill.commands.group import GROUP_OPTIONS, AskCommand, RillGroup, err, subco
 from rill.errors import ExitCode, RillError
 from rill.output.formats import OutputFormat
 
-# httpx imports its own command-line client (click, rich.table, pygments) whenever click is
-# installed, as it is beside the MCP SDK; rill never runs it. A missing entry makes that import
-# fail, and httpx falls back to a stub: a piped prompt stays light (tests/test_lazy_imports.py).
+# httpx imports its own command-line client (click, rich.table, pygments: about 50 ms) whenever
+# click is installed, as it is beside the MCP SDK and uvicorn; rill never runs it. A missing
+# entry makes that import fail, and httpx falls back to a stub: every command stays light.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
@@ -273,6 +273,7 @@ def _register_subcommands() -> None:
         history,
         key,
         models,
+        serve,
         templates,
         tools,
     )
@@ -286,6 +287,7 @@ def _register_subcommands() -> None:
     batch.register(app)
     chat.register(app)
     fake.register(app)
+    serve.register(app)
     completion.register(app)
 
 

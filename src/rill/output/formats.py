@@ -280,7 +280,7 @@ class OpenAIRenderer:
             if event.usage is not None:
                 usage_chunk = self._chunk({})
                 usage_chunk["choices"] = []
-                usage_chunk["usage"] = _openai_usage(event.usage)
+                usage_chunk["usage"] = openai_usage(event.usage)
                 objs.append(usage_chunk)
         elif isinstance(event, Error):
             objs.append(
@@ -297,7 +297,7 @@ class OpenAIRenderer:
         self._write(objs)
 
 
-def _openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "prompt_tokens": usage.get("prompt_tokens", 0),
         "completion_tokens": usage.get("completion_tokens", 0),

@@ -1,0 +1,212 @@
+"""``rill serve`` under load: added per-event latency for many concurrent streaming clients, and
+its memory over a soak of repeated requests.
+
+    python bench/serve_bench.py                      # 50 clients, 3 rounds, 60 s soak
+    python bench/serve_bench.py --soak 600           # the 10-minute soak
+
+The upstream is ``bench/server.py``'s paced route: ``--events`` content chunks ``--interval``
+seconds apart, each carrying its own send time (``monotonic_ns``, system-wide on Linux). Each
+round starts ``--clients`` streaming clients at once, first straight against that server
+(*direct*), then through ``rill serve``'s ``POST /v1/chat/completions`` (*served*, history on, in a
+temporary ``RILL_HOME``). A client records when each event's line arrives; arrival − send is that
+event's latency, and the served percentiles minus the direct ones are what the server adds. Every
+client must get every event, in order, or the run stops with exit 2.
+
+The soak then keeps ``--clients`` clients asking again and again for ``--soak`` seconds (shorter
+answers) while the server's resident memory (``VmRSS``) is sampled once a second; the table
+compares the first and the last tenth of the soak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import BenchServer  # noqa: E402
+
+RILL = Path(sys.executable).with_name("rill")
+
+
+async def stream_once(host: str, port: int, path: str, expected: int) -> list[int]:
+    """POST one streaming chat request; the latency (ns) of each content event, in order."""
+    reader, writer = await asyncio.open_connection(host, port)
+    body = json.dumps(
+        {"model": "x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    ).encode()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    latencies: list[int] = []
+    sent_last = 0
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        if not line.startswith(b"data: {"):
+            continue
+        now = time.monotonic_ns()
+        event = json.loads(line[6:])
+        choices = event.get("choices") or []
+        content = choices[0].get("delta", {}).get("content") if choices else None
+        if not content:
+            continue
+        sent = int(content)
+        if sent <= sent_last:
+            raise SystemExit(f"out of order on {path}")
+        sent_last = sent
+        latencies.append(now - sent)
+    writer.close()
+    if len(latencies) != expected:
+        raise SystemExit(f"{path}: {len(latencies)} of {expected} events arrived")
+    return latencies
+
+
+async def wave(host: str, port: int, path: str, clients: int, expected: int) -> list[int]:
+    results = await asyncio.gather(
+        *(stream_once(host, port, path, expected) for _ in range(clients))
+    )
+    return [x for r in results for x in r]
+
+
+def pct(samples: list[int], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_serve(upstream: str, home: str) -> tuple[subprocess.Popen[bytes], str, int]:
+    env = {**os.environ, "RILL_HOME": home, "OPENROUTER_API_KEY": "sk-bench"}
+    proc = subprocess.Popen(
+        [str(RILL), "serve", "--port", "0", "--base-url", upstream, "-m", "x"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().decode().strip()
+    if not url.startswith("http://"):
+        raise SystemExit(f"rill serve did not start: {proc.stderr.read().decode()[-2000:]}")
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    return proc, host, int(port)
+
+
+async def soak(
+    host: str, port: int, pid: int, seconds: float, clients: int, expected: int
+) -> tuple[list[int], int]:
+    samples: list[int] = []
+    done = 0
+    end = time.monotonic() + seconds
+
+    async def sampler() -> None:
+        while time.monotonic() < end:
+            samples.append(rss_kib(pid))
+            await asyncio.sleep(1)
+
+    async def client() -> None:
+        nonlocal done
+        while time.monotonic() < end:
+            await stream_once(host, port, "/v1/chat/completions", expected)
+            done += 1
+
+    await asyncio.gather(sampler(), *(client() for _ in range(clients)))
+    return samples, done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--soak", type=float, default=60.0, help="seconds; 0: no soak")
+    parser.add_argument("--soak-events", type=int, default=20)
+    args = parser.parse_args()
+
+    with BenchServer() as upstream, tempfile.TemporaryDirectory() as home:
+        upstream.add_paced("paced", args.events, args.interval)
+        upstream.add_paced("soak", args.soak_events, 0.001)
+        proc, host, port = start_serve(upstream.base_url("paced", "serve"), home)
+        try:
+            direct: list[int] = []
+            served: list[int] = []
+            for n in range(args.rounds):
+                direct += asyncio.run(
+                    wave(
+                        "127.0.0.1",
+                        upstream.port,
+                        f"/paced/direct{n}/v1/chat/completions",
+                        args.clients,
+                        args.events,
+                    )
+                )
+                served += asyncio.run(
+                    wave(host, port, "/v1/chat/completions", args.clients, args.events)
+                )
+            rss_after_rounds = rss_kib(proc.pid)
+            soak_samples: list[int] = []
+            soak_requests = 0
+            if args.soak > 0:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+                proc, host, port = start_serve(upstream.base_url("soak", "serve"), home)
+                soak_samples, soak_requests = asyncio.run(
+                    soak(host, port, proc.pid, args.soak, args.clients, args.soak_events)
+                )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(30)
+        if upstream.errors:
+            print(f"upstream errors: {upstream.errors[:3]}", file=sys.stderr)
+
+    events = args.clients * args.events * args.rounds
+    print(
+        f"{args.clients} concurrent clients x {args.events} events x {args.rounds} rounds "
+        f"({events} events each way), {args.interval * 1000:g} ms apart; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print()
+    print("| path | p50 ms | p90 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|")
+    for name, samples in (("direct (bench server)", direct), ("through rill serve", served)):
+        row = [pct(samples, q) for q in (0.5, 0.9, 0.99)] + [max(samples) / 1e6]
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    added = [pct(served, q) - pct(direct, q) for q in (0.5, 0.9, 0.99)]
+    print("| **added by rill serve** | " + " | ".join(f"{v:.2f}" for v in added) + " | |")
+    print()
+    print(f"rill serve RSS after the rounds: {rss_after_rounds / 1024:.1f} MiB; exit {code}")
+    if soak_samples:
+        tenth = max(1, len(soak_samples) // 10)
+        first = statistics.mean(soak_samples[:tenth]) / 1024
+        last = statistics.mean(soak_samples[-tenth:]) / 1024
+        print(
+            f"soak: {args.soak:g} s, {soak_requests} requests ({args.clients} clients, "
+            f"{args.soak_events} events each); RSS first tenth {first:.1f} MiB, last tenth "
+            f"{last:.1f} MiB, max {max(soak_samples) / 1024:.1f} MiB"
+        )
+        step = max(1, len(soak_samples) // 10)
+        trace = ", ".join(f"{v / 1024:.1f}" for v in soak_samples[::step])
+        print(f"soak RSS every {step} s (MiB): {trace}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
