@@ -66,3 +66,16 @@ def test_a_batch_item_whose_options_hold_nan_is_a_bad_item(fake_server: FakeOpen
     assert result.returncode == 2
     assert json.loads(result.stdout)["exit_code"] == 2
     assert fake_server.chat_requests == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "toml"])
+def test_a_lone_surrogate_in_an_answer_is_stored_as_a_question_mark(
+    fmt: str, tmp_path: Path
+) -> None:
+    # Found by test_properties: UTF-8 cannot hold "\ud800"; the rest of the answer is kept.
+    store = HistoryStore(tmp_path, fmt)  # type: ignore[arg-type]
+    recorder = store.begin(ExchangeStart(None, [{"role": "user", "content": "hi"}], "m", {}, ""))
+    recorder.finish({"content": "a\ud800b"})
+    assert recorder.chat_id is not None
+    (exchange,) = store.load(recorder.chat_id)["exchanges"]
+    assert exchange["answer"]["content"] == "a?b"

@@ -395,7 +395,9 @@ def record_and_read(
         answer = exchange.get("answer", {})
         written = "".join(content for content, _ in adds)
         content = outcome.get("content")
-        assert answer.get("content", "") == (content if isinstance(content, str) else written)
+        expected = content if isinstance(content, str) else written
+        # A lone surrogate cannot be written as UTF-8: it is stored as "?", like every other.
+        assert answer.get("content", "") == expected.encode("utf-8", "replace").decode()
         assert exchange.get("base_url") == "http://host/v1"
         assert [row["id"] for row in store.list_chats()] == [recorder.chat_id]
         store.conversation(recorder.chat_id)
