@@ -96,10 +96,7 @@ def ask(
     temperature: opt.Temperature = None,
     max_tokens: opt.MaxTokens = None,
     reasoning_effort: opt.Effort = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option("--option", "-o", metavar="KEY=VALUE", help=opt.OPTION_HELP),
-    ] = None,
+    option: opt.Options = None,
     attach: opt.Attach = None,
     attach_type: opt.AttachType = None,
     base_url: opt.BaseUrl = None,
@@ -119,10 +116,7 @@ def ask(
     stats: Annotated[
         bool | None, typer.Option("--stats", help="Print a timing/usage line on stderr.")
     ] = None,
-    color: Annotated[
-        opt.Color | None,
-        typer.Option("--color", metavar=opt.choices(opt.Color), help="When to use colour."),
-    ] = None,
+    color: opt.ColorWhen = None,
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Ask for the whole answer at once.")
     ] = False,
@@ -164,16 +158,8 @@ def ask(
             "--extract-last", help="Write only the last fenced code block's contents, at the end."
         ),
     ] = False,
-    markdown: Annotated[
-        bool | None,
-        typer.Option("--markdown/--no-markdown", help="Render markdown on a terminal."),
-    ] = None,
-    show_reasoning: Annotated[
-        bool | None,
-        typer.Option(
-            "--show-reasoning/--hide-reasoning", help="Show reasoning dimmed on a terminal."
-        ),
-    ] = None,
+    markdown: opt.Markdown = None,
+    show_reasoning: opt.ShowReasoning = None,
     raw: Annotated[
         bool,
         typer.Option(

@@ -46,27 +46,15 @@ def chat_command(
     temperature: opt.Temperature = None,
     max_tokens: opt.MaxTokens = None,
     reasoning_effort: opt.Effort = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option("--option", "-o", metavar="KEY=VALUE", help=opt.OPTION_HELP),
-    ] = None,
+    option: opt.Options = None,
     base_url: opt.BaseUrl = None,
     timeout: opt.Timeout = None,
     first_token_timeout: opt.FirstTokenTimeout = None,
     total_timeout: opt.TotalTimeout = None,
     retries: opt.Retries = None,
-    color: Annotated[
-        opt.Color | None,
-        typer.Option("--color", metavar=opt.choices(opt.Color), help="When to use colour."),
-    ] = None,
-    markdown: Annotated[
-        bool | None,
-        typer.Option("--markdown/--no-markdown", help="Render markdown."),
-    ] = None,
-    show_reasoning: Annotated[
-        bool | None,
-        typer.Option("--show-reasoning/--hide-reasoning", help="Show reasoning dimmed."),
-    ] = None,
+    color: opt.ColorWhen = None,
+    markdown: opt.Markdown = None,
+    show_reasoning: opt.ShowReasoning = None,
     raw: Annotated[
         bool,
         typer.Option("--raw", help="Write answers unchanged: no markdown, control sequences kept."),

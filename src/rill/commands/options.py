@@ -122,6 +122,19 @@ SECONDS = FiniteRange(min=0)
 #: --option's help: the flag's short form differs (``ask`` has -o, ``batch`` uses -o for output).
 OPTION_HELP = "Extra request field KEY=VALUE (JSON when it parses; @file)."
 
+Options = Annotated[
+    list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE", help=OPTION_HELP)
+]
+ColorWhen = Annotated[
+    Color | None, typer.Option("--color", metavar=choices(Color), help="When to use colour.")
+]
+Markdown = Annotated[
+    bool | None, typer.Option("--markdown/--no-markdown", help="Render markdown on a terminal.")
+]
+ShowReasoning = Annotated[
+    bool | None,
+    typer.Option("--show-reasoning/--hide-reasoning", help="Show reasoning dimmed on a terminal."),
+]
 Model = Annotated[
     str | None,
     typer.Option(
