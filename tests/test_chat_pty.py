@@ -267,6 +267,7 @@ def test_usage_history_system_and_edit(
     term.wait_text("1 exchanges ·")
     term.line("/history")
     term.wait_text("> written in the editor")
+    wait_prompt(term)  # a key typed before the editor reads again is lost
     term.send(CTRL_D)
     assert term.wait_exit() == 0
     assert len(fake_server.chat_requests) == 1
