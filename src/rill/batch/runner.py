@@ -152,11 +152,5 @@ class Batch:
             return NullSink()
         from rill.history import ExchangeStart
 
-        start = ExchangeStart(
-            chat_id=None,
-            messages=messages,
-            requested_model=request.model,
-            request=request.options(),
-            base_url=self.base_url,
-        )
+        start = ExchangeStart.of(request, chat_id=None, messages=messages, base_url=self.base_url)
         return self.store.begin(start)

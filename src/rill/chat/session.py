@@ -226,15 +226,13 @@ class ChatSession:
         from rill.history import ExchangeStart
 
         def begin() -> Any:
-            return self.store.begin(
-                ExchangeStart(
-                    chat_id=self.chat_id or None,
-                    messages=turn,
-                    requested_model=request.model,
-                    request=request.options(),
-                    base_url=self.settings.base_url,
-                )
+            start = ExchangeStart.of(
+                request,
+                chat_id=self.chat_id or None,
+                messages=turn,
+                base_url=self.settings.base_url,
             )
+            return self.store.begin(start)
 
         return begin
 

@@ -287,17 +287,15 @@ def _stream(
                 return NullSink()
             from rill.history import ExchangeStart
 
-            return store.begin(
-                ExchangeStart(
-                    chat_id=chat_id,
-                    messages=turn,
-                    requested_model=request.model,
-                    request=request.options(),
-                    base_url=settings.base_url,
-                    tool_results=tool_results,
-                    sent=sent,
-                )
+            start = ExchangeStart.of(
+                request,
+                chat_id=chat_id,
+                messages=turn,
+                base_url=settings.base_url,
+                tool_results=tool_results,
+                sent=sent,
             )
+            return store.begin(start)
 
         return begin
 

@@ -16,13 +16,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import tomli_w
 
 from rill.errors import ExitCode, RillError
 from rill.files import read_private
 from rill.history.normalise import is_number
+
+if TYPE_CHECKING:
+    from rill.stream.protocol import Request
 
 SCHEMA_VERSION = 1
 Format = Literal["json", "toml"]
@@ -65,6 +68,22 @@ class ExchangeStart:
     sent: bool = True
     """False for tool results recorded without a request (a cancel, the round limit): a
     continued chat sends them, ``rill usage`` does not count them as a request."""
+
+    @classmethod
+    def of(
+        cls,
+        request: Request,
+        *,
+        chat_id: str | None,
+        messages: list[dict[str, Any]],
+        base_url: str,
+        tool_results: list[dict[str, Any]] | None = None,
+        sent: bool = True,
+    ) -> ExchangeStart:
+        """What ``begin`` records for ``request``: its model and its options (never the key)."""
+        return cls(
+            chat_id, messages, request.model, request.options(), base_url, tool_results, sent
+        )
 
 
 # --- small pure helpers -------------------------------------------------------------------------

@@ -58,15 +58,10 @@ class ServeContext:
         def begin() -> ExchangeSink:
             if store is None:
                 return NullSink()
-            return store.begin(
-                ExchangeStart(
-                    chat_id=chat_id,
-                    messages=turn,
-                    requested_model=request.model,
-                    request=request.options(),
-                    base_url=settings.base_url,
-                )
+            start = ExchangeStart.of(
+                request, chat_id=chat_id, messages=turn, base_url=settings.base_url
             )
+            return store.begin(start)
 
         limits = Limits(settings.timeout, settings.first_token_timeout, settings.total_timeout)
         client = ChatClient(settings, self.http, policy=RetryPolicy(settings.retries))
