@@ -93,10 +93,13 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def start_serve(upstream: str, home: str) -> tuple[subprocess.Popen[bytes], str, int]:
+def start_serve(
+    upstream: str, home: str, history: bool = True
+) -> tuple[subprocess.Popen[bytes], str, int]:
     env = {**os.environ, "RILL_HOME": home, "OPENROUTER_API_KEY": "sk-bench"}
+    extra = [] if history else ["--no-history"]
     proc = subprocess.Popen(
-        [str(RILL), "serve", "--port", "0", "--base-url", upstream, "-m", "x"],
+        [str(RILL), "serve", "--port", "0", "--base-url", upstream, "-m", "x", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -139,12 +142,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--soak", type=float, default=60.0, help="seconds; 0: no soak")
     parser.add_argument("--soak-events", type=int, default=20)
+    parser.add_argument(
+        "--no-history", action="store_true", help="serve with --no-history (to compare)"
+    )
     args = parser.parse_args()
 
     with BenchServer() as upstream, tempfile.TemporaryDirectory() as home:
         upstream.add_paced("paced", args.events, args.interval)
         upstream.add_paced("soak", args.soak_events, 0.001)
-        proc, host, port = start_serve(upstream.base_url("paced", "serve"), home)
+        proc, host, port = start_serve(
+            upstream.base_url("paced", "serve"), home, not args.no_history
+        )
         try:
             direct: list[int] = []
             served: list[int] = []
@@ -167,7 +175,9 @@ def main() -> int:
             if args.soak > 0:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
-                proc, host, port = start_serve(upstream.base_url("soak", "serve"), home)
+                proc, host, port = start_serve(
+                    upstream.base_url("soak", "serve"), home, not args.no_history
+                )
                 soak_samples, soak_requests = asyncio.run(
                     soak(host, port, proc.pid, args.soak, args.clients, args.soak_events)
                 )
