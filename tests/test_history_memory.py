@@ -1,0 +1,86 @@
+"""A long-running writer (``rill serve`` makes a new chat per gateway request) keeps nothing per
+chat: after thousands of exchanges the store holds as much Python memory as after a few."""
+
+from __future__ import annotations
+
+import collections
+import gc
+import pathlib
+import threading
+import tracemalloc
+from pathlib import Path
+
+from rill.history import ExchangeStart, HistoryStore
+
+THREADS = 4
+
+
+def _start() -> ExchangeStart:
+    return ExchangeStart(
+        chat_id=None,
+        messages=[{"role": "user", "content": "hi"}],
+        requested_model="x",
+        request={"temperature": 0.2},
+        base_url="http://127.0.0.1:9/v1",
+    )
+
+
+def _exchanges(store: HistoryStore, count: int) -> None:
+    """``count`` new chats of one exchange each, begun and finished from ``THREADS`` threads at
+    once, as the server's worker threads do."""
+
+    def work() -> None:
+        for _ in range(count // THREADS):
+            recorder = store.begin(_start())
+            for n in range(5):
+                recorder.add(f"{n} ")
+            recorder.finish({"finish_reason": "stop", "usage": {"prompt_tokens": 3}})
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _live_types() -> collections.Counter[str]:
+    gc.collect()
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+def test_many_new_chats_keep_no_objects_per_chat(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    store = HistoryStore(tmp_path / "history", warn=warnings.append)
+    count = 2000
+    _exchanges(store, 200)  # warm: first-use caches and lazy imports
+    before = _live_types()
+    _exchanges(store, count)
+    grown = {name: n for name, n in (_live_types() - before).items() if n >= count // 20}
+    assert not grown, f"live objects, by type, more after {count} chats: {grown}"
+    assert not warnings
+    assert len(store.chat_files()) == 200 + count
+
+
+def test_many_new_chats_keep_no_memory_per_chat(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history")
+    count = 1000
+    _exchanges(store, 200)
+    tracemalloc.start(8)
+    try:
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        _exchanges(store, count)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    # The interpreter's table of interned strings (pathlib interns each name it parses) may be
+    # resized once along the way; it is no state of the store's, and it shrinks back.
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, pathlib.__file__),
+    ]
+    diff = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "traceback")
+    growth = sum(stat.size_diff for stat in diff)
+    top = "\n".join(line for stat in diff[:3] for line in stat.traceback.format())
+    assert growth < count * 16, f"{growth} bytes more after {count} chats, mostly:\n{top}"
