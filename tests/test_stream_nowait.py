@@ -1,8 +1,9 @@
 """``ChatStream.waiting_steps()``: the pipeline pulled without ever blocking on the body, as an
 event loop pulls it (``rill serve``). Against the fake server over real HTTP: where a read would
 wait, a ``Wait`` names the socket; the events are those of ``steps()``; the time limits, a cancel
-and leaving the loop behave as in a blocking pull; the record is finished after a ``Wait`` on
-work, so a loop can hand that pull to a thread.
+and leaving the loop behave as in a blocking pull; whatever else blocks (the record being
+finished, each read of a body httpx reads) comes after a ``Wait`` on work, so a loop can hand
+that pull to a thread.
 """
 
 from __future__ import annotations
@@ -182,11 +183,16 @@ def test_leaving_at_the_wait_on_work_still_finishes_the_record(
     assert exchange["finish_reason"] == "stop"
 
 
-def test_a_body_rill_does_not_read_itself_blocks_as_before(
+def test_each_read_of_a_body_rill_does_not_read_itself_is_announced_as_work(
     fake_server: FakeOpenRouter, make_stream: Any
 ) -> None:
     fake_server.enqueue(Scenario(content=PIECES, chunk_delay=0.02))
     seen = pull(make_stream(direct=False).waiting_steps())
-    assert [s for s in seen if isinstance(s, Wait)] == [WORK]
     assert content(seen) == "one two three "
     assert isinstance(seen[-1], Done)
+    # No socket to wait on: every read blocks, and WORK comes before each (and before the end).
+    assert all(s is WORK for s in seen if isinstance(s, Wait))
+    for before, step in zip(seen, seen[1:], strict=False):
+        if isinstance(step, Received):
+            assert before is WORK, seen
+    assert seen[-2] is WORK

@@ -81,6 +81,7 @@ def render_with(renderer: Renderer, buffer: Buffer, stream: ChatStream) -> Calla
 
 #: Given each step and the bytes rendered for it, in order.
 Consume = Callable[[Step, bytes], Coroutine[Any, Any, None]]
+Item = tuple[Step, bytes]
 
 
 class Pump:
@@ -121,9 +122,11 @@ class Pump:
         try:
             try:
                 while not ended:
-                    wait = await anyio.to_thread.run_sync(
+                    items, wait = await anyio.to_thread.run_sync(
                         self._pull_in_thread, consume, limiter=self.limiter
                     )
+                    for step, data in items:
+                        await consume(step, data)
                     ended = wait is None or await self._pull_on_loop(consume, wait)
             finally:
                 if not ended:
@@ -133,15 +136,26 @@ class Pump:
         finally:
             self.registry.remove(self.entry)
 
-    def _pull_in_thread(self, consume: Consume) -> Wait | None:
-        """Pull steps until one would wait on the socket (returned), or to the end (None)."""
+    def _pull_in_thread(self, consume: Consume) -> tuple[list[Item], Wait | None]:
+        """Pull steps until one would wait on the socket, or to the end (None); the steps pulled
+        since the last blocking work are returned with it, for the loop to send. Those pulled
+        before blocking work are sent first, so that they are not held back by it."""
+        items: list[Item] = []
         for step in self._steps:
             if isinstance(step, Wait):
-                if step.fd is None:
-                    continue  # blocking work: this is the thread for it
-                return step
-            anyio.from_thread.run(consume, step, self._render(step))
-        return None
+                if step.fd is not None:
+                    return items, step
+                if items:  # blocking work is next: this is the thread for it
+                    anyio.from_thread.run(self._consume_all, consume, items)
+                    items = []
+                continue
+            items.append((step, self._render(step)))
+        return items, None
+
+    @staticmethod
+    async def _consume_all(consume: Consume, items: list[Item]) -> None:
+        for step, data in items:
+            await consume(step, data)
 
     async def _pull_on_loop(self, consume: Consume, wait: Wait) -> bool:
         """Pull steps on the loop, waiting for the socket between reads; True at the end, False

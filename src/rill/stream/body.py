@@ -35,8 +35,8 @@ READ_SIZE = 64 * 1024  # what httpcore reads at a time
 class Wait:
     """The next step would block. ``fd``: on reading that file descriptor; pull again once it is
     readable, or after at most ``timeout`` seconds (None: no limit), and the read decides whether
-    a time limit has passed. ``fd`` None: on other blocking work (the record being finished),
-    which the consumer may pull in a worker thread."""
+    a time limit has passed. ``fd`` None: on other blocking work (a read rill cannot make without
+    blocking, the record being finished), which the consumer may pull in a worker thread."""
 
     fd: int | None
     timeout: float | None = None
@@ -61,7 +61,8 @@ def reads(
     when it can be (``direct_reader``); otherwise httpx reads it, and ``control.arm`` enforces the
     deadlines with a timer. A cancel shuts the socket down: the read wakes, and the cancel's
     reason is raised instead of whatever the dead socket said. With ``nowait``, a body read
-    directly yields a ``Wait`` where a read would block; any other body blocks as before.
+    directly yields a ``Wait`` on its socket where a read would block; before each read of any
+    other body, which blocks, ``WORK`` says so.
     """
     if response.is_stream_consumed:  # already read (a test transport with a fixed body)
         yield response.content
@@ -72,8 +73,14 @@ def reads(
             yield from _read_chunked(*direct_body, control, idle, nowait)
         else:
             control.arm()
-            for piece in response.iter_raw():
-                control.check()
+            pieces = response.iter_raw()
+            while True:
+                if nowait:
+                    yield WORK
+                piece = next(pieces, None)
+                control.check()  # a cancel ends a body that ends with its connection, too
+                if piece is None:
+                    break
                 yield piece
     except (httpx.ReadTimeout, httpcore.ReadTimeout):
         control.check()

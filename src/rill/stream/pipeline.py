@@ -120,9 +120,10 @@ class ChatStream:
         return cast(Generator[Step, None, None], self._steps)
 
     def waiting_steps(self) -> Generator[Step | Wait, None, None]:
-        """The same steps, and a ``Wait`` wherever the next one would block: on a body read, when
-        rill reads the body itself (otherwise those reads block as in ``steps``), and on the
-        record being finished, just before the terminal event. Chosen before the first step."""
+        """The same steps, and a ``Wait`` wherever the next one would block: on the socket where a
+        read of a body rill reads itself would wait, and ``WORK`` before anything else that
+        blocks (each read of any other body, the record being finished). The first pull, which
+        sends the request, blocks too. Chosen before the first step."""
         self._nowait = True
         return self._steps
 
