@@ -68,20 +68,7 @@ def chat_command(
     if continue_ and chat is not None:
         ctx.fail("-c resumes the most recent chat and --chat a given one: use one of them")
     args = ChatArgs(
-        flags={
-            "model": model,
-            "system": system,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "base_url": base_url,
-            "timeout": timeout,
-            "first_token_timeout": first_token_timeout,
-            "total_timeout": total_timeout,
-            "retries": retries,
-            "color": color.value if color else None,
-            "markdown": markdown,
-            "show_reasoning": show_reasoning,
-        },
+        flags=dict(opt.setting_flags(ctx.params)),
         template=template,
         params=parse_params(param or []),
         continue_chat=continue_,

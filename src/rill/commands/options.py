@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from typer._click.types import FloatParamType, FloatRange
@@ -17,6 +18,9 @@ from rill.commands.completion import (
     complete_tool,
 )
 from rill.errors import UsageError
+
+if TYPE_CHECKING:
+    from rill.config.settings import SettingFlags
 
 
 class Command(TyperCommand):
@@ -353,3 +357,33 @@ SchemaMulti = Annotated[
         help='Like --schema, for a list: the answer is {"items": [...]} of SCHEMA objects.',
     ),
 ]
+
+
+#: The options that are settings flags (``SettingFlags``), named as the commands' parameters, in
+#: the order the commands pass them.
+SETTING_FLAGS = (
+    "model",
+    "system",
+    "temperature",
+    "max_tokens",
+    "base_url",
+    "timeout",
+    "connect_timeout",
+    "first_token_timeout",
+    "total_timeout",
+    "retries",
+    "stats",
+    "color",
+    "markdown",
+    "show_reasoning",
+)
+
+
+def setting_flags(params: Mapping[str, Any]) -> SettingFlags:
+    """The settings flags for ``resolve_settings`` among a command's parsed values (``ctx.params``):
+    each one the command has (None when not given); one it does not have is left out. ``--color``
+    is passed as its name (``always``)."""
+    flags = {name: params[name] for name in SETTING_FLAGS if name in params}
+    if flags.get("color") is not None:
+        flags["color"] = Color(flags["color"]).value
+    return cast("SettingFlags", flags)
