@@ -17,7 +17,6 @@ import typer
 from rill import __version__
 from rill.commands import options as opt
 from rill.commands.checks import check_combinations, check_outputs, read_stdin
-from rill.commands.completion import complete_chat
 from rill.commands.group import GROUP_OPTIONS, AskCommand, RillGroup, err, subcommand_names
 from rill.errors import ExitCode, RillError
 from rill.output.formats import OutputFormat
@@ -78,19 +77,11 @@ def ask(
         typer.Option("--format", "-f", metavar=opt.choices(OutputFormat), help="Output format."),
     ] = OutputFormat.text,
     continue_: Annotated[
-        bool,
-        typer.Option(
-            "--continue", "-c", help="Continue the most recent chat, on its own model and server."
-        ),
+        bool, opt.continue_chat("Continue the most recent chat, on its own model and server.")
     ] = False,
     chat: Annotated[
         str | None,
-        typer.Option(
-            "--chat",
-            metavar="ID",
-            help="Continue this chat (ID or unique prefix), on its own model and server.",
-            autocompletion=complete_chat,
-        ),
+        opt.chat_id("Continue this chat (ID or unique prefix), on its own model and server."),
     ] = None,
     no_history: opt.NoHistory = False,
     temperature: opt.Temperature = None,
@@ -162,9 +153,9 @@ def ask(
     show_reasoning: opt.ShowReasoning = None,
     raw: Annotated[
         bool,
-        typer.Option(
+        opt.switch(
             "--raw",
-            help="On a terminal, write the answer unchanged: no markdown, control sequences kept.",
+            "On a terminal, write the answer unchanged: no markdown, control sequences kept.",
         ),
     ] = False,
     debug: Annotated[

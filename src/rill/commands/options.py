@@ -12,6 +12,7 @@ from typer._click.types import FloatParamType, FloatRange
 from typer.core import TyperCommand
 
 from rill.commands.completion import (
+    complete_chat,
     complete_mcp,
     complete_model,
     complete_template,
@@ -97,6 +98,17 @@ def switch(name: str, help: str) -> Any:
 def repeated(name: str, help: str, metavar: str = "NAME", **extra: Any) -> Any:
     """An option that may be given many times (a list, None when never given)."""
     return typer.Option(name, metavar=metavar, help=help, **extra)
+
+
+def continue_chat(help: str) -> Any:
+    """``--continue``/``-c``: the prompt command continues the most recent chat, ``rill chat``
+    resumes it; each says so in its own help."""
+    return typer.Option("--continue", "-c", help=help)
+
+
+def chat_id(help: str) -> Any:
+    """``--chat ID`` (completed from history): a given chat, as ``--continue`` the latest."""
+    return typer.Option("--chat", metavar="ID", help=help, autocompletion=complete_chat)
 
 
 class FiniteFloat(FloatParamType):
