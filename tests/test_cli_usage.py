@@ -6,6 +6,7 @@ Every run is the installed ``rill`` as a subprocess (against the fake server whe
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from rill.commands import options as opt
 from rill.commands.helptext import commands_footer
 from rill.config.settings import SettingFlags
 from rill.fake import FakeOpenRouter
+from rill.input.routing import make_flags
 from tests.e2e import run
 
 
@@ -124,6 +126,14 @@ def test_each_command_passes_the_settings_flags_it_has() -> None:
         command = root.commands[name]  # type: ignore[attr-defined]
         given = {param.name: None for param in command.params}
         assert list(opt.setting_flags(given)) == keys, name
+
+
+def test_the_routing_options_are_make_flags_arguments() -> None:
+    assert list(opt.ROUTING_FLAGS) == list(inspect.signature(make_flags).parameters)
+    root = typer.main.get_command(app)
+    for name in ("ask", "batch"):
+        names = {param.name for param in root.commands[name].params}  # type: ignore[attr-defined]
+        assert set(opt.ROUTING_FLAGS) <= names, name
 
 
 # --- help ---------------------------------------------------------------------------------------

@@ -168,23 +168,12 @@ def ask(
 ) -> None:
     from rill.commands.prompt import PromptArgs, run_prompt
     from rill.input.prompting import parse_params
-    from rill.input.routing import make_flags
 
     check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
     check_outputs(ctx, fmt, schema, schema_multi, extract, extract_last)
     words = list(prompt or [])
     attachments = opt.check_attach(list(attach or []), attach_type, words)
-    routing = make_flags(
-        provider=provider,
-        only=only,
-        ignore=ignore,
-        sort=sort,
-        no_fallbacks=no_fallbacks,
-        zdr=zdr,
-        deny_data_collection=deny_data_collection,
-        fallback=fallback,
-        online=online,
-    )
+    routing = opt.routing_flags(ctx.params)
     args = PromptArgs(
         words=words,
         stdin_text=read_stdin(words, attachments),

@@ -22,6 +22,7 @@ from rill.errors import UsageError
 
 if TYPE_CHECKING:
     from rill.config.settings import SettingFlags
+    from rill.input.routing import RoutingFlags
 
 
 class Command(TyperCommand):
@@ -324,6 +325,28 @@ Fallback = Annotated[
     ),
 ]
 Online = Annotated[bool, switch("--online", "OpenRouter: add web search (the :online model).")]
+#: The routing options above, named as the commands' parameters (``make_flags``'s arguments).
+ROUTING_FLAGS = (
+    "provider",
+    "only",
+    "ignore",
+    "sort",
+    "no_fallbacks",
+    "zdr",
+    "deny_data_collection",
+    "fallback",
+    "online",
+)
+
+
+def routing_flags(params: Mapping[str, Any]) -> RoutingFlags:
+    """The routing flags of a command that has every routing option, from its parsed values
+    (``ctx.params``); a bad ``--sort`` or an empty name is exit 2."""
+    from rill.input.routing import make_flags
+
+    return make_flags(**{name: params[name] for name in ROUTING_FLAGS})
+
+
 Cache = Annotated[
     bool,
     switch(
