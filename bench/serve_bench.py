@@ -74,11 +74,15 @@ async def stream_once(host: str, port: int, path: str, expected: int) -> list[in
     return latencies
 
 
-async def wave(host: str, port: int, path: str, clients: int, expected: int) -> list[int]:
-    results = await asyncio.gather(
-        *(stream_once(host, port, path, expected) for _ in range(clients))
+async def wave(host: str, port: int, path: str, clients: int, expected: int) -> list[list[int]]:
+    """Each client's latencies, in the order its events came."""
+    return list(
+        await asyncio.gather(*(stream_once(host, port, path, expected) for _ in range(clients)))
     )
-    return [x for r in results for x in r]
+
+
+def flat(streams: list[list[int]], part: slice = slice(None)) -> list[int]:
+    return [x for stream in streams for x in stream[part]]
 
 
 def pct(samples: list[int], q: float) -> float:
@@ -154,8 +158,8 @@ def main() -> int:
             upstream.base_url("paced", "serve"), home, not args.no_history
         )
         try:
-            direct: list[int] = []
-            served: list[int] = []
+            direct: list[list[int]] = []
+            served: list[list[int]] = []
             for n in range(args.rounds):
                 direct += asyncio.run(
                     wave(
@@ -196,11 +200,26 @@ def main() -> int:
     print()
     print("| path | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|")
-    for name, samples in (("direct (bench server)", direct), ("through rill serve", served)):
+    for name, streams in (("direct (bench server)", direct), ("through rill serve", served)):
+        samples = flat(streams)
         row = [pct(samples, q) for q in (0.5, 0.9, 0.99)] + [max(samples) / 1e6]
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
-    added = [pct(served, q) - pct(direct, q) for q in (0.5, 0.9, 0.99)]
+    added = [pct(flat(served), q) - pct(flat(direct), q) for q in (0.5, 0.9, 0.99)]
     print("| **added by rill serve** | " + " | ".join(f"{v:.2f}" for v in added) + " | |")
+    print()
+    # Where the added latency comes from: a stream's first events arrive while the other
+    # requests are being set up, its last ones while their answers are being recorded.
+    edge = max(1, args.events // 20)
+    parts = {
+        f"first {edge} events": slice(0, edge),
+        "middle": slice(edge, args.events - edge),
+        f"last {edge} events": slice(args.events - edge, None),
+    }
+    print("| part of each stream | added p50 ms | added p90 ms | added p99 ms |")
+    print("|---|---|---|---|")
+    for name, part in parts.items():
+        cells = [pct(flat(served, part), q) - pct(flat(direct, part), q) for q in (0.5, 0.9, 0.99)]
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in cells) + " |")
     print()
     print(f"rill serve RSS after the rounds: {rss_after_rounds / 1024:.1f} MiB; exit {code}")
     if soak_samples:

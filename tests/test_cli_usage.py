@@ -6,6 +6,7 @@ Every run is the installed ``rill`` as a subprocess (against the fake server whe
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -14,8 +15,11 @@ import subprocess
 import typer
 
 from rill.cli import app
+from rill.commands import options as opt
 from rill.commands.helptext import commands_footer
+from rill.config.settings import SettingFlags
 from rill.fake import FakeOpenRouter
+from rill.input.routing import make_flags
 from tests.e2e import run
 
 
@@ -102,6 +106,34 @@ def test_color_takes_only_its_choices() -> None:
     line = one_error_line(rill("--dry-run", "--color", "sometimes", "hi"))
     assert "auto" in line and "always" in line and "never" in line
     assert rill("--dry-run", "--color", "never", "hi").returncode == 0
+
+
+def test_each_command_passes_the_settings_flags_it_has() -> None:
+    """An option named as a settings field reaches ``resolve_settings``; a command without it
+    leaves the key out."""
+    assert sorted(opt.SETTING_FLAGS) == sorted(SettingFlags.__annotations__)
+    request = ["model", "system", "temperature", "max_tokens", "base_url", "timeout"]
+    limits = ["first_token_timeout", "total_timeout", "retries"]
+    terminal = ["color", "markdown", "show_reasoning"]
+    expected = {
+        "ask": [*request, "connect_timeout", *limits, "stats", *terminal],
+        "chat": [*request, *limits, *terminal],
+        "serve": [*request, *limits],
+        "batch": [*request, *limits],
+    }
+    root = typer.main.get_command(app)
+    for name, keys in expected.items():
+        command = root.commands[name]  # type: ignore[attr-defined]
+        given = {param.name: None for param in command.params}
+        assert list(opt.setting_flags(given)) == keys, name
+
+
+def test_the_routing_options_are_make_flags_arguments() -> None:
+    assert list(opt.ROUTING_FLAGS) == list(inspect.signature(make_flags).parameters)
+    root = typer.main.get_command(app)
+    for name in ("ask", "batch"):
+        names = {param.name for param in root.commands[name].params}  # type: ignore[attr-defined]
+        assert set(opt.ROUTING_FLAGS) <= names, name
 
 
 # --- help ---------------------------------------------------------------------------------------

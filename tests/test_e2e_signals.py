@@ -21,11 +21,11 @@ PIECES = ["one ", "two ", "three ", "four "]
 
 
 def _start_mid_stream(
-    fake_server: FakeOpenRouter, *args: str
+    fake_server: FakeOpenRouter, *args: str, framing: str = "chunked"
 ) -> tuple[subprocess.Popen[bytes], Gate, bytes]:
     """rill running with two pieces shown and the server holding the third back."""
     gate = Gate(timeout=15)
-    fake_server.enqueue(Scenario(content=PIECES, gate=gate))
+    fake_server.enqueue(Scenario(content=PIECES, gate=gate, framing=framing))  # type: ignore[arg-type]
     proc = spawn(["--base-url", fake_server.url, "-m", "test/model", *args, "hi"])
     seen = read_until(proc, b"one ")
     gate.release(1)
@@ -63,6 +63,22 @@ def test_signal_mid_stream_keeps_everything(
     assert "Traceback" not in text
     assert text.count("\n") == 1 and f"cancelled by {name}" in text, text
     assert disconnected is not None and disconnected - sent_at < 1.0
+    exchange = _last_exchange()
+    assert exchange["finish_reason"] == "cancelled"
+    assert exchange["answer"]["content"] == "one two "
+
+
+def test_sigint_in_a_body_ended_by_its_connection_is_a_cancel_not_a_truncation(
+    fake_server: FakeOpenRouter,
+) -> None:
+    """The signal shuts the socket down; for a body that is not chunked, that looks like the
+    body's end, but the cancel is what happened."""
+    proc, _gate, seen = _start_mid_stream(fake_server, framing="close")
+    proc.send_signal(signal.SIGINT)
+    rc, rest, err = finish(proc)
+    assert rc == 130, err
+    assert seen + rest == b"one two "
+    assert "cancelled by SIGINT" in err.decode()
     exchange = _last_exchange()
     assert exchange["finish_reason"] == "cancelled"
     assert exchange["answer"]["content"] == "one two "

@@ -6,13 +6,17 @@ end-to-end subprocess tests against the fake server live in test_e2e_*.py.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import httpx_sse
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from rill.cli import app
@@ -372,3 +376,52 @@ def test_write_json_falls_back_when_a_placeholder_text_is_in_the_data(
     obj = {"b": _SLOT % 0, "a": "x" * 100}  # "b" holds the text of the placeholder for "a"
     expected = ("event: done\ndata: " + _dumps(obj) + "\n\n").encode()
     assert _written(obj, _dumps, monkeypatch, 50) == expected  # only "a" is long
+
+
+# -- the openai format's content frame ---------------------------------------------------------
+
+
+def _openai_by_dicts(ident: str | None, model: str | None, batches: list[list[str]]) -> bytes:
+    """What the openai format wrote before content-only chunks had a frame: one dict each."""
+    out: list[str] = []
+    first = True
+    for batch in batches:
+        for text in batch:
+            delta: dict[str, Any] = {"role": "assistant", "content": text} if first else {}
+            delta.setdefault("content", text)
+            first = False
+            chunk = {
+                "id": ident or "chatcmpl-rill",
+                "object": "chat.completion.chunk",
+                "created": 7,
+                "model": model or "asked/model",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+            out.append(f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n")
+    return "".join(out).encode("utf-8", "replace")
+
+
+_texts = st.text(alphabet=st.characters(), max_size=8) | st.sampled_from(
+    ["", '"', "\\", "\n", "\u2028", "\ud800", "😀", "rill-content-slot"]
+)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    ident=st.none() | st.sampled_from(["gen-1", 'q"uote', "rill-content-slot", "é"]),
+    model=st.none() | st.sampled_from(["m/x", "é\u2028", "rill-content-slot"]),
+    batches=st.lists(st.lists(_texts, max_size=3), max_size=4),
+)
+def test_openai_content_chunks_are_the_bytes_their_dicts_would_be(
+    ident: str | None, model: str | None, batches: list[list[str]]
+) -> None:
+    from rill.events import Chunk, Start
+    from rill.output.formats import OpenAIRenderer
+
+    t = SimpleNamespace(id=ident, model=model)
+    out = io.BytesIO()
+    renderer = OpenAIRenderer(out, clock=lambda: 7)
+    renderer.start(Start(None, "asked/model"), t)  # type: ignore[arg-type]
+    for batch in batches:
+        renderer.deltas(b"", [Chunk(text) for text in batch])
+    assert out.getvalue() == _openai_by_dicts(ident, model, batches)

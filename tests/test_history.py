@@ -516,8 +516,12 @@ def test_resolve_last_full_id_and_prefixes(store: HistoryStore) -> None:
     with pytest.raises(UsageError, match="no chat matches 'zzz'"):
         store.resolve("zzz")
 
+    # Begun in distinct milliseconds: a rebuilt index orders exchanges by their start times,
+    # which are recorded to the millisecond.
     older = exchange(store, "older")
+    time.sleep(0.002)
     newer = store.begin(start("newer"))
+    time.sleep(0.002)
     older_again = store.begin(start("again", chat_id=older.chat_id))
     newer.finish(outcome())  # finishing later does not make a chat "last"; beginning does
     assert store.resolve("last") == older.chat_id

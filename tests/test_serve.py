@@ -180,6 +180,20 @@ def test_the_chat_stream_is_exactly_the_sse_format(
     assert _normalise(reply.content) == _normalise(cli.stdout)
 
 
+def test_a_body_ended_by_its_connection_streams_the_same(
+    served: Served, fake_server: FakeOpenRouter
+) -> None:
+    """Not chunked: httpx reads that body, so the stream is pulled in a worker thread."""
+    fake_server.enqueue(Scenario(content=PIECES, framing="close"))
+    cli = run(["--base-url", fake_server.url, "-m", "test/model", "-f", "sse", "hi"])
+    assert cli.returncode == 0, cli.stderr
+    fake_server.enqueue(Scenario(content=PIECES, framing="close", chunk_delay=0.02))
+    reply = httpx.post(served.url + "/api/chats/new/messages/stream", json={"content": "hi"})
+    assert reply.status_code == 200
+    assert _normalise(reply.content) == _normalise(cli.stdout)
+    assert b'"content":"four "' in reply.content
+
+
 def test_a_chat_goes_on(served: Served, fake_server: FakeOpenRouter) -> None:
     first = httpx.post(
         served.url + "/api/chats/new/messages/stream",
@@ -215,11 +229,13 @@ def test_a_message_needs_content(served: Served) -> None:
 # -- cancellation --------------------------------------------------------------------------------
 
 
-def _stream_mid_answer(served: Served, fake: FakeOpenRouter) -> tuple[socket.socket, Gate]:
+def _stream_mid_answer(
+    served: Served, fake: FakeOpenRouter, framing: str = "chunked"
+) -> tuple[socket.socket, Gate]:
     """A chat stream whose answer has shown "one two " while the upstream holds the rest back
     (silent: no byte flows until the gate opens)."""
     gate = Gate(timeout=15)
-    fake.enqueue(Scenario(content=PIECES, gate=gate))
+    fake.enqueue(Scenario(content=PIECES, gate=gate, framing=framing))  # type: ignore[arg-type]
     host, port = served.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     body = json.dumps({"content": "count"}).encode()
@@ -251,8 +267,11 @@ def _read_all(sock: socket.socket) -> bytes:
             return got
 
 
-def test_delete_cancels_within_a_second(served: Served, fake_server: FakeOpenRouter) -> None:
-    sock, _gate = _stream_mid_answer(served, fake_server)
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_delete_cancels_within_a_second(
+    served: Served, fake_server: FakeOpenRouter, framing: str
+) -> None:
+    sock, _gate = _stream_mid_answer(served, fake_server, framing)
     with sock:
         active = httpx.get(served.url + "/api/requests", timeout=10).json()
         assert len(active) == 1

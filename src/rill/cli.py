@@ -17,7 +17,6 @@ import typer
 from rill import __version__
 from rill.commands import options as opt
 from rill.commands.checks import check_combinations, check_outputs, read_stdin
-from rill.commands.completion import complete_chat
 from rill.commands.group import GROUP_OPTIONS, AskCommand, RillGroup, err, subcommand_names
 from rill.errors import ExitCode, RillError
 from rill.output.formats import OutputFormat
@@ -78,19 +77,11 @@ def ask(
         typer.Option("--format", "-f", metavar=opt.choices(OutputFormat), help="Output format."),
     ] = OutputFormat.text,
     continue_: Annotated[
-        bool,
-        typer.Option(
-            "--continue", "-c", help="Continue the most recent chat, on its own model and server."
-        ),
+        bool, opt.continue_chat("Continue the most recent chat, on its own model and server.")
     ] = False,
     chat: Annotated[
         str | None,
-        typer.Option(
-            "--chat",
-            metavar="ID",
-            help="Continue this chat (ID or unique prefix), on its own model and server.",
-            autocompletion=complete_chat,
-        ),
+        opt.chat_id("Continue this chat (ID or unique prefix), on its own model and server."),
     ] = None,
     no_history: opt.NoHistory = False,
     temperature: opt.Temperature = None,
@@ -162,9 +153,9 @@ def ask(
     show_reasoning: opt.ShowReasoning = None,
     raw: Annotated[
         bool,
-        typer.Option(
+        opt.switch(
             "--raw",
-            help="On a terminal, write the answer unchanged: no markdown, control sequences kept.",
+            "On a terminal, write the answer unchanged: no markdown, control sequences kept.",
         ),
     ] = False,
     debug: Annotated[
@@ -177,42 +168,16 @@ def ask(
 ) -> None:
     from rill.commands.prompt import PromptArgs, run_prompt
     from rill.input.prompting import parse_params
-    from rill.input.routing import make_flags
 
     check_combinations(ctx, param=param, template=template, continue_=continue_, chat=chat)
     check_outputs(ctx, fmt, schema, schema_multi, extract, extract_last)
     words = list(prompt or [])
     attachments = opt.check_attach(list(attach or []), attach_type, words)
-    routing = make_flags(
-        provider=provider,
-        only=only,
-        ignore=ignore,
-        sort=sort,
-        no_fallbacks=no_fallbacks,
-        zdr=zdr,
-        deny_data_collection=deny_data_collection,
-        fallback=fallback,
-        online=online,
-    )
+    routing = opt.routing_flags(ctx.params)
     args = PromptArgs(
         words=words,
         stdin_text=read_stdin(words, attachments),
-        flags={
-            "model": model,
-            "system": system,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "base_url": base_url,
-            "timeout": timeout,
-            "connect_timeout": connect_timeout,
-            "first_token_timeout": first_token_timeout,
-            "total_timeout": total_timeout,
-            "retries": retries,
-            "stats": stats,
-            "color": color.value if color else None,
-            "markdown": markdown,
-            "show_reasoning": show_reasoning,
-        },
+        flags=opt.setting_flags(ctx.params),
         routing=routing,
         cache=bool(cache),
         fmt=fmt,

@@ -101,22 +101,11 @@ def batch_command(
     from rill.batch import BatchArgs, run_batch
     from rill.commands.prompt import check_params
     from rill.input.prompting import parse_params
-    from rill.input.routing import make_flags
 
     check_params(ctx, param, template)
     if schema is not None and schema_multi is not None:
         ctx.fail("--schema asks for one object and --schema-multi for a list: use one of them")
-    routing = make_flags(
-        provider=provider,
-        only=only,
-        ignore=ignore,
-        sort=sort,
-        no_fallbacks=no_fallbacks,
-        zdr=zdr,
-        deny_data_collection=deny_data_collection,
-        fallback=fallback,
-        online=online,
-    )
+    routing = opt.routing_flags(ctx.params)
 
     args = BatchArgs(
         input=input_file,
@@ -124,17 +113,7 @@ def batch_command(
         output=output,
         ordered=ordered,
         lines=lines,
-        flags={
-            "model": model,
-            "system": system,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "base_url": base_url,
-            "timeout": timeout,
-            "first_token_timeout": first_token_timeout,
-            "total_timeout": total_timeout,
-            "retries": retries,
-        },
+        flags=opt.setting_flags(ctx.params),
         reasoning_effort=reasoning_effort.value if reasoning_effort else None,
         options=list(option or []),
         no_history=no_history,

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from rill.commands import options as opt
-from rill.commands.completion import complete_chat
 
 HELP = (
     "Talk with a model on the terminal: each answer streams as a prompt's does. Enter sends; a "
@@ -30,18 +29,9 @@ def chat_command(
     template: opt.Template = None,
     param: opt.Param = None,
     continue_: Annotated[
-        bool,
-        typer.Option("--continue", "-c", help="Resume the most recent chat, showing where it was."),
+        bool, opt.continue_chat("Resume the most recent chat, showing where it was.")
     ] = False,
-    chat: Annotated[
-        str | None,
-        typer.Option(
-            "--chat",
-            metavar="ID",
-            help="Resume this chat (ID or unique prefix).",
-            autocompletion=complete_chat,
-        ),
-    ] = None,
+    chat: Annotated[str | None, opt.chat_id("Resume this chat (ID or unique prefix).")] = None,
     no_history: opt.NoHistory = False,
     temperature: opt.Temperature = None,
     max_tokens: opt.MaxTokens = None,
@@ -56,8 +46,7 @@ def chat_command(
     markdown: opt.Markdown = None,
     show_reasoning: opt.ShowReasoning = None,
     raw: Annotated[
-        bool,
-        typer.Option("--raw", help="Write answers unchanged: no markdown, control sequences kept."),
+        bool, opt.switch("--raw", "Write answers unchanged: no markdown, control sequences kept.")
     ] = False,
 ) -> None:
     from rill.chat.session import ChatArgs, run_chat
@@ -68,20 +57,7 @@ def chat_command(
     if continue_ and chat is not None:
         ctx.fail("-c resumes the most recent chat and --chat a given one: use one of them")
     args = ChatArgs(
-        flags={
-            "model": model,
-            "system": system,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "base_url": base_url,
-            "timeout": timeout,
-            "first_token_timeout": first_token_timeout,
-            "total_timeout": total_timeout,
-            "retries": retries,
-            "color": color.value if color else None,
-            "markdown": markdown,
-            "show_reasoning": show_reasoning,
-        },
+        flags=dict(opt.setting_flags(ctx.params)),
         template=template,
         params=parse_params(param or []),
         continue_chat=continue_,

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from typer._click.types import FloatParamType, FloatRange
 from typer.core import TyperCommand
 
 from rill.commands.completion import (
+    complete_chat,
     complete_mcp,
     complete_model,
     complete_template,
     complete_tool,
 )
 from rill.errors import UsageError
+
+if TYPE_CHECKING:
+    from rill.config.settings import SettingFlags
+    from rill.input.routing import RoutingFlags
 
 
 class Command(TyperCommand):
@@ -93,6 +99,17 @@ def switch(name: str, help: str) -> Any:
 def repeated(name: str, help: str, metavar: str = "NAME", **extra: Any) -> Any:
     """An option that may be given many times (a list, None when never given)."""
     return typer.Option(name, metavar=metavar, help=help, **extra)
+
+
+def continue_chat(help: str) -> Any:
+    """``--continue``/``-c``: the prompt command continues the most recent chat, ``rill chat``
+    resumes it; each says so in its own help."""
+    return typer.Option("--continue", "-c", help=help)
+
+
+def chat_id(help: str) -> Any:
+    """``--chat ID`` (completed from history): a given chat, as ``--continue`` the latest."""
+    return typer.Option("--chat", metavar="ID", help=help, autocompletion=complete_chat)
 
 
 class FiniteFloat(FloatParamType):
@@ -308,6 +325,28 @@ Fallback = Annotated[
     ),
 ]
 Online = Annotated[bool, switch("--online", "OpenRouter: add web search (the :online model).")]
+#: The routing options above, named as the commands' parameters (``make_flags``'s arguments).
+ROUTING_FLAGS = (
+    "provider",
+    "only",
+    "ignore",
+    "sort",
+    "no_fallbacks",
+    "zdr",
+    "deny_data_collection",
+    "fallback",
+    "online",
+)
+
+
+def routing_flags(params: Mapping[str, Any]) -> RoutingFlags:
+    """The routing flags of a command that has every routing option, from its parsed values
+    (``ctx.params``); a bad ``--sort`` or an empty name is exit 2."""
+    from rill.input.routing import make_flags
+
+    return make_flags(**{name: params[name] for name in ROUTING_FLAGS})
+
+
 Cache = Annotated[
     bool,
     switch(
@@ -353,3 +392,33 @@ SchemaMulti = Annotated[
         help='Like --schema, for a list: the answer is {"items": [...]} of SCHEMA objects.',
     ),
 ]
+
+
+#: The options that are settings flags (``SettingFlags``), named as the commands' parameters, in
+#: the order the commands pass them.
+SETTING_FLAGS = (
+    "model",
+    "system",
+    "temperature",
+    "max_tokens",
+    "base_url",
+    "timeout",
+    "connect_timeout",
+    "first_token_timeout",
+    "total_timeout",
+    "retries",
+    "stats",
+    "color",
+    "markdown",
+    "show_reasoning",
+)
+
+
+def setting_flags(params: Mapping[str, Any]) -> SettingFlags:
+    """The settings flags for ``resolve_settings`` among a command's parsed values (``ctx.params``):
+    each one the command has (None when not given); one it does not have is left out. ``--color``
+    is passed as its name (``always``)."""
+    flags = {name: params[name] for name in SETTING_FLAGS if name in params}
+    if flags.get("color") is not None:
+        flags["color"] = Color(flags["color"]).value
+    return cast("SettingFlags", flags)

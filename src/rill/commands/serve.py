@@ -39,6 +39,7 @@ INSTALL = "rill serve needs its server stack: pip install 'rill-cli[serve]'"
 
 
 def serve_command(
+    ctx: typer.Context,
     host: Annotated[
         str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")
     ] = "127.0.0.1",
@@ -86,18 +87,7 @@ def serve_command(
             "so that only clients with it are answered"
         )
     settings = resolve_settings(
-        {
-            "model": model,
-            "system": system,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "base_url": base_url,
-            "timeout": timeout,
-            "first_token_timeout": first_token_timeout,
-            "total_timeout": total_timeout,
-            "retries": retries,
-        },
-        warn=lambda m: sys.stderr.write(f"rill: {m}\n"),
+        opt.setting_flags(ctx.params), warn=lambda m: sys.stderr.write(f"rill: {m}\n")
     )
     settings.check_transport()
     sock = bind(host, port)

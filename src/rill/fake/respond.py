@@ -113,7 +113,10 @@ def stream_headers(fake: FakeOpenRouter, ctx: Ctx) -> dict[str, str]:
     headers.update(s.headers)
     if s.content_type:
         headers["Content-Type"] = s.content_type
-    headers["Transfer-Encoding"] = "chunked"
+    if s.framing == "chunked":
+        headers["Transfer-Encoding"] = "chunked"
+    else:
+        headers["Connection"] = "close"
     return headers
 
 

@@ -78,6 +78,8 @@ class Scenario:
     retry_after: float | None = None  # Retry-After header (and availability.retry_after)
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     content_type: str | None = None  # overrides the response Content-Type
+    # "chunked", or "close": no Transfer-Encoding, the body ends when the connection closes
+    framing: Literal["chunked", "close"] = "chunked"
     # --- errors after the 200 ---
     midstream_error_after: int | None = None  # pieces sent before the error chunk
     midstream_error: dict[str, Any] | None = None  # {"code", "message", "metadata": {...}}

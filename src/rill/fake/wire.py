@@ -52,12 +52,14 @@ def _peer_closed(sock: socket.socket, timeout: float) -> bool:
 
 
 class Writer:
-    """Writes one chunked response body, honouring the scenario's write splitting and timing."""
+    """Writes one response body (chunked, or ended by closing the connection), honouring the
+    scenario's write splitting and timing."""
 
     def __init__(self, fake: FakeOpenRouter, sock: socket.socket, ctx: Ctx, ka: bytes | None):
         s = ctx.scenario
         self._fake, self._ctx, self._sock = fake, ctx, sock
         self._mode = s.split
+        self._chunked = s.framing == "chunked"
         self._buf = bytearray()
         self._rng = random.Random(s.split_seed)
         self._max = max(1, s.split_max)
@@ -70,7 +72,10 @@ class Writer:
 
     def _send(self, data: bytes) -> None:
         try:
-            self._sock.sendall(b"%X\r\n" % len(data) + data + b"\r\n")
+            if self._chunked:
+                self._sock.sendall(b"%X\r\n" % len(data) + data + b"\r\n")
+            else:
+                self._sock.sendall(data)
         except OSError as exc:
             raise ClientGone from exc
 
@@ -110,6 +115,8 @@ class Writer:
 
     def end(self) -> None:
         self.flush()
+        if not self._chunked:
+            return  # the server closes the connection after the handler
         try:
             self._sock.sendall(b"0\r\n\r\n")
         except OSError as exc:

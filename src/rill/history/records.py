@@ -290,10 +290,12 @@ def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -
     return cleaned
 
 
+#: One encoder for every line (``json.dumps`` with arguments builds a new one each call).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def encode_line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
-        "utf-8", "replace"
-    )
+    return (_encode(record) + "\n").encode("utf-8", "replace")
 
 
 # Lines this module writes start with these four keys in this order, so one regex pass over the

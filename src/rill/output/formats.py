@@ -35,8 +35,9 @@ class Renderer(Protocol):
     def finish(self, event: Terminal) -> None: ...
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+#: ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``, with one encoder for every
+#: call (``json.dumps`` with arguments builds a new one each time).
+_dumps: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class TextRenderer:
@@ -96,6 +97,8 @@ def _dumps_indented(obj: Any) -> str:
 #: this length.
 LONG_STRING = 1 << 16
 _SLOT = "\x00rill-long-string-%d\x00"
+#: Stands for a chunk's content while ``OpenAIRenderer`` makes its frame.
+_CONTENT_SLOT = "rill-content-slot"
 
 
 def write_json_sliced(
@@ -226,10 +229,26 @@ class OpenAIRenderer:
         self.transcript: Transcript | None = None
         self.model: str | None = None
         self.sent_role = False
+        self._frame: tuple[Any, str, str] | None = None
 
     def start(self, event: Start, transcript: Transcript) -> None:
         self.transcript = transcript
         self.model = event.model
+
+    def _content_frame(self) -> tuple[str, str] | None:
+        """The text around the encoded content of a chunk that carries only content: the same
+        bytes as ``_dumps(self._chunk({"content": …}))``, without a dict per delta. Made again
+        when the id or the model changes; None when it cannot be made."""
+        t = self.transcript
+        key = (t.id, t.model) if t else None
+        frame = self._frame
+        if frame is None or frame[0] != key:
+            text = _dumps(self._chunk({"content": _CONTENT_SLOT}))
+            head, slot, tail = text.partition(_encode_str(_CONTENT_SLOT))
+            if not slot or slot in tail:
+                return None
+            frame = self._frame = (key, "data: " + head, tail + "\n\n")
+        return frame[1], frame[2]
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         t = self.transcript
@@ -248,6 +267,18 @@ class OpenAIRenderer:
             self.out.flush()
 
     def deltas(self, raw: bytes, deltas: list[Delta]) -> None:
+        if self.sent_role and all(type(d) is Chunk for d in deltas):
+            frame = self._content_frame()
+            if frame is not None:
+                head, tail = frame
+                text = "".join(
+                    f"{head}{_encode_str(d.content)}{tail}"  # type: ignore[union-attr]
+                    for d in deltas
+                )
+                if text:
+                    self.out.write(text.encode("utf-8", "replace"))
+                    self.out.flush()
+                return
         objs = []
         for d in deltas:
             delta: dict[str, Any]

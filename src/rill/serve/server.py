@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import signal
 import socket
-import sys
 from collections.abc import Callable, Generator
 from contextlib import contextmanager, suppress
 from types import FrameType
@@ -20,7 +19,6 @@ import uvicorn
 from rill.errors import Cancelled, ExitCode, UsageError
 from rill.serve.registry import Registry
 
-SWITCH_INTERVAL = 0.001
 _CODES = {signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED}
 _NAMES: dict[int, str] = {
     signal.SIGINT: "SIGINT",
@@ -115,10 +113,6 @@ def run(
         server_header=False,
     )
     server = _Server(config, registry)
-    # One thread per stream reads its upstream; the event loop writes to every client. With the
-    # default 5 ms switch interval, a loop waiting for the GIL behind busy readers adds that much
-    # to an event's latency; 1 ms keeps the added latency low at a small cost in throughput.
-    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         with server.catch_signals():
             ready()

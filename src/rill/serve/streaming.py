@@ -1,36 +1,45 @@
-"""One request's ``ChatStream`` pulled in the server's thread pool, written to an ASGI client.
+"""One request's ``ChatStream`` written to an ASGI client, pulled on the event loop where it can be.
 
-The streaming core is synchronous. One worker thread of the framework's pool (``anyio.to_thread``,
-with its own limiter so that many silent upstreams cannot starve the pool) pulls the stream's
-steps (``Start``, one ``Received`` per network read, the terminal event), renders each with one of
-``rill.output.formats``' renderers and hands the bytes to the event loop, at most ``AHEAD`` steps
-ahead of what was sent (a slow client slows its upstream read, it does not fill memory). The loop
-sends them. Meanwhile a second task listens for the client's ``http.disconnect``: a client that
-goes away cancels the stream (``ChatStream.cancel`` shuts the upstream socket down, which wakes
-the blocked read at once), and the remaining steps are pulled to the end, so the partial answer
-is recorded as cancelled like any other run's.
+The streaming core is synchronous; ``ChatStream.waiting_steps()`` says where its next step would
+block. Its steps are pulled
+
+- on the event loop while they come from the upstream socket: a ``Wait`` on that socket is
+  awaited with the loop's reader callback, then the read is decoded, rendered (with one of
+  ``rill.output.formats``' renderers) and sent right there. One thread serves every stream, and an
+  event costs no thread switch;
+- in a worker thread of the framework's pool (``anyio.to_thread``, with its own limiter so that
+  many slow upstreams cannot starve the pool) while they would block: sending the request and
+  waiting for its headers (connecting, retrying), finishing the record, and a body the core cannot
+  read without blocking (HTTP/2, a compressed body), whose steps are each handed to the loop and
+  sent before the next is pulled.
+
+A step is pulled only after the previous one was sent, so a client that reads slowly slows its
+upstream read instead of filling memory. Meanwhile a second task listens for the client's
+``http.disconnect``: a client that goes away cancels the stream (``ChatStream.cancel`` shuts the
+upstream socket down, which ends the wait at once), and the remaining steps are pulled to the
+end, so the partial answer is recorded as cancelled like any other run's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections import deque
-from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import BinaryIO, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, BinaryIO, cast
 
 import anyio
+import anyio.from_thread
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from rill.events import Chunk, Reasoning, Start
 from rill.output.formats import Renderer
 from rill.serve.registry import BY_CLIENT, Active, Registry
+from rill.stream.body import Wait
 from rill.stream.pipeline import ChatStream, Received, Step
 
-#: Steps the reading thread may be ahead of the client.
-AHEAD = 64
+#: The longest one wait on an upstream socket lasts before the stream is looked at again (a
+#: cancel wakes the wait at once; this bounds it should a socket not be known to the stream).
+RECHECK = 0.5
 
 
 class Buffer:
@@ -70,12 +79,14 @@ def render_with(renderer: Renderer, buffer: Buffer, stream: ChatStream) -> Calla
     return write
 
 
+#: Given each step and the bytes rendered for it, in order.
+Consume = Callable[[Step, bytes], Coroutine[Any, Any, None]]
 Item = tuple[Step, bytes]
 
 
 class Pump:
-    """Pulls one ``ChatStream`` in a worker thread, registered while it runs; ``write`` renders
-    each step there (None: the steps alone are wanted)."""
+    """Pulls one ``ChatStream``, registered while it runs; ``write`` renders each step (None: the
+    steps alone are wanted)."""
 
     def __init__(
         self,
@@ -92,74 +103,132 @@ class Pump:
         self.limiter = limiter
         self.write = write
         self.entry: Active = registry.add(stream, model, endpoint)
-        self._space = threading.Semaphore(AHEAD)
-        self._abandoned = False
-        self._lock = threading.Lock()
-        self._ready: deque[Item | None] = deque()
-        self._waking = False
+        self._steps = stream.waiting_steps()
         self._loop = asyncio.get_running_loop()  # made by an endpoint, on the loop
-        self._wake = asyncio.Event()
 
-    def _produce(self) -> None:
-        entry, write, space = self.entry, self.write, self._space
+    def _render(self, step: Step) -> bytes:
+        if type(step) is Received:
+            tokens = 0
+            for d in step.deltas:
+                if type(d) is Chunk or type(d) is Reasoning:
+                    tokens += 1
+            self.entry.tokens += tokens
+        return self.write(step) if self.write is not None else b""
+
+    async def run(self, consume: Consume) -> None:
+        """Call ``consume`` with each step and its bytes until the stream ends. Left early (the
+        task cancelled, ``consume`` raising), the stream is cancelled and its record finished."""
+        ended = False
         try:
-            for step in self.stream.steps():
-                if type(step) is Received:
-                    entry.tokens += sum(1 for d in step.deltas if type(d) in (Chunk, Reasoning))
-                data = write(step) if write is not None else b""
-                while not space.acquire(timeout=0.25):
-                    if self._abandoned:
-                        break
-                self._hand_over((step, data))
-        finally:
-            self._hand_over(None)
-
-    def _hand_over(self, item: Item | None) -> None:
-        """Queue ``item`` for the loop, waking it only when it is not already due to look: a
-        busy server takes several steps per wake-up instead of one self-pipe write each."""
-        with self._lock:
-            self._ready.append(item)
-            if self._waking or self._abandoned:
-                return
-            self._waking = True
-        self._loop.call_soon_threadsafe(self._wake.set)
-
-    async def _take(self) -> list[Item | None]:
-        await self._wake.wait()
-        self._wake.clear()
-        with self._lock:
-            self._waking = False
-            items = list(self._ready)
-            self._ready.clear()
-        return items
-
-    async def run(self, consume: Callable[[list[Item]], Awaitable[None]]) -> None:
-        """Call ``consume`` with the steps (and their bytes) that are ready, in order, until the
-        stream ends: one step at a time while the client keeps up, all that are waiting when it
-        does not, so a busy server writes fewer, larger pieces instead of falling behind. Left
-        early (the task cancelled), the stream is cancelled and still pulled to its end."""
-        try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(
-                    partial(anyio.to_thread.run_sync, self._produce, limiter=self.limiter)
-                )
-                try:
-                    ended = False
-                    while not ended:
-                        items: list[Item] = []
-                        for item in await self._take():
-                            if item is None:
-                                ended = True
-                                break
-                            items.append(item)
-                            self._space.release()
-                        if items:
-                            await consume(items)
-                finally:
-                    self._abandoned = True
-                    self.stream.cancel()  # a no-op once the stream has ended
+            try:
+                while not ended:
+                    items, wait = await anyio.to_thread.run_sync(
+                        self._pull_in_thread, consume, limiter=self.limiter
+                    )
+                    for step, data in items:
+                        await consume(step, data)
+                    ended = wait is None or await self._pull_on_loop(consume, wait)
+            finally:
+                if not ended:
+                    self.stream.cancel()
+                    with anyio.CancelScope(shield=True):  # the record is finished, cancelled
+                        await anyio.to_thread.run_sync(self._steps.close, limiter=self.limiter)
         finally:
             self.registry.remove(self.entry)
+
+    def _pull_in_thread(self, consume: Consume) -> tuple[list[Item], Wait | None]:
+        """Pull steps until one would wait on the socket, or to the end (None); the steps pulled
+        since the last blocking work are returned with it, for the loop to send. Those pulled
+        before blocking work are sent first, so that they are not held back by it."""
+        items: list[Item] = []
+        for step in self._steps:
+            if isinstance(step, Wait):
+                if step.fd is not None:
+                    return items, step
+                if items:  # blocking work is next: this is the thread for it
+                    anyio.from_thread.run(self._consume_all, consume, items)
+                    items = []
+                continue
+            items.append((step, self._render(step)))
+        return items, None
+
+    @staticmethod
+    async def _consume_all(consume: Consume, items: list[Item]) -> None:
+        for step, data in items:
+            await consume(step, data)
+
+    async def _pull_on_loop(self, consume: Consume, wait: Wait) -> bool:
+        """Pull steps on the loop, waiting for the socket between reads; True at the end, False
+        when the next step is blocking work for a thread."""
+        steps = self._steps
+        with Readiness(self._loop, cast(int, wait.fd)) as readiness:
+            while True:
+                await readiness.wait(wait.timeout)
+                while True:
+                    step = next(steps, None)
+                    if step is None:
+                        return True
+                    if isinstance(step, Wait):
+                        break
+                    await consume(step, self._render(step))
+                if step.fd is None:
+                    return False
+                wait = step
+
+
+class Readiness:
+    """Whether one socket is readable, told by the loop's reader callback. The callback stays
+    registered while the socket is waited for again and again (no system call per wait); it is
+    dropped when it fires while nobody waits (a slow client being written to), so that a
+    readable socket does not keep the loop busy, and taken up again at the next wait."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.ready = False
+        self.watching = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def __enter__(self) -> Readiness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.watching:
+            self.loop.remove_reader(self.fd)
+            self.watching = False
+
+    def _readable(self) -> None:
+        self.ready = True
+        waiter = self.waiter
+        if waiter is None:
+            self.loop.remove_reader(self.fd)
+            self.watching = False
+        elif not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until the socket is readable, or ``timeout`` (at most ``RECHECK``) seconds pass."""
+        if self.ready:
+            self.ready = False
+            return
+        loop = self.loop
+        if not self.watching:
+            loop.add_reader(self.fd, self._readable)
+            self.watching = True
+        self.waiter = loop.create_future()
+        timeout = RECHECK if timeout is None else min(timeout, RECHECK)
+        timer = loop.call_later(max(timeout, 0.0), self._wake)
+        try:
+            await self.waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+            self.ready = False
 
 
 async def watch_disconnect(receive: Receive, pump: Pump, gone: list[bool]) -> None:
@@ -191,23 +260,20 @@ class StepResponse(Response):
         gone: list[bool] = []
         opened: list[bool] = []  # [streaming]
 
-        async def consume(items: list[Item]) -> None:
-            out: list[bytes] = []
-            for step, data in items:
-                if not opened:
-                    decided = await self.open(step, data)
-                    if decided is None:
-                        continue
-                    status, headers, streaming, body = decided
-                    opened.append(streaming)
-                    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-                    start = {"type": "http.response.start", "status": status, "headers": raw}
-                    if not await self._deliver(send, start, gone):
-                        return
-                    out.append(body)
-                elif opened[0]:
-                    out.append(data)
-            await self._send(send, b"".join(out), gone)
+        async def consume(step: Step, data: bytes) -> None:
+            if opened:
+                if opened[0]:
+                    await self._send(send, data, gone)
+                return
+            decided = await self.open(step, data)
+            if decided is None:
+                return
+            status, headers, streaming, body = decided
+            opened.append(streaming)
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            start = {"type": "http.response.start", "status": status, "headers": raw}
+            if await self._deliver(send, start, gone):
+                await self._send(send, body, gone)
 
         async with anyio.create_task_group() as group:
             group.start_soon(watch_disconnect, receive, self.pump, gone)

@@ -5,11 +5,20 @@ a first-token or total deadline is nearer), and transport failures become rill's
 cancel's reason wins over what the dead socket said). A chunked HTTP/1.1 body is read past h11
 when the libraries in use allow it (``direct_reader``, the one place that reaches into httpx's
 and httpcore's attributes); otherwise httpx reads it, with the same bytes out.
+
+A body rill reads itself can also be read without blocking (``nowait``): where a read would wait,
+a ``Wait`` naming the socket is yielded instead, and the consumer pulls again once the socket is
+readable (or the wait's time is up: the time limits are still decided here). An event loop can
+so drive many streams from one thread, with no thread per stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+import ssl
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
@@ -22,16 +31,38 @@ from rill.stream.control import Control, seconds
 READ_SIZE = 64 * 1024  # what httpcore reads at a time
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The next step would block. ``fd``: on reading that file descriptor; pull again once it is
+    readable, or after at most ``timeout`` seconds (None: no limit), and the read decides whether
+    a time limit has passed. ``fd`` None: on other blocking work (a read rill cannot make without
+    blocking, the record being finished), which the consumer may pull in a worker thread."""
+
+    fd: int | None
+    timeout: float | None = None
+
+
+#: A ``Wait`` on work other than a read.
+WORK = Wait(None)
+
+
 def reads(
-    response: httpx.Response, control: Control, idle: float | None, *, direct: bool = True
-) -> Iterator[bytes]:
+    response: httpx.Response,
+    control: Control,
+    idle: float | None,
+    *,
+    direct: bool = True,
+    nowait: bool = False,
+) -> Iterator[bytes | Wait]:
     """The body's bytes as they arrive, one network read at a time.
 
     Each read waits at most ``control.read_timeout(idle)``: the idle limit, or less when a first
     token or total deadline is nearer. With ``direct``, a chunked HTTP/1.1 body is read past h11
     when it can be (``direct_reader``); otherwise httpx reads it, and ``control.arm`` enforces the
     deadlines with a timer. A cancel shuts the socket down: the read wakes, and the cancel's
-    reason is raised instead of whatever the dead socket said.
+    reason is raised instead of whatever the dead socket said. With ``nowait``, a body read
+    directly yields a ``Wait`` on its socket where a read would block; before each read of any
+    other body, which blocks, ``WORK`` says so.
     """
     if response.is_stream_consumed:  # already read (a test transport with a fixed body)
         yield response.content
@@ -39,11 +70,17 @@ def reads(
     direct_body = direct_reader(response) if direct else None
     try:
         if direct_body is not None:
-            yield from _read_chunked(*direct_body, control, idle)
+            yield from _read_chunked(*direct_body, control, idle, nowait)
         else:
             control.arm()
-            for piece in response.iter_raw():
-                control.check()
+            pieces = response.iter_raw()
+            while True:
+                if nowait:
+                    yield WORK
+                piece = next(pieces, None)
+                control.check()  # a cancel ends a body that ends with its connection, too
+                if piece is None:
+                    break
                 yield piece
     except (httpx.ReadTimeout, httpcore.ReadTimeout):
         control.check()
@@ -98,10 +135,16 @@ def direct_reader(response: httpx.Response) -> tuple[bytes, Any] | None:
 
 
 def _read_chunked(
-    buffered: bytes, network: Any, control: Control, idle: float | None
-) -> Iterator[bytes]:
+    buffered: bytes, network: Any, control: Control, idle: float | None, nowait: bool
+) -> Iterator[bytes | Wait]:
     decoder = ChunkedDecoder()
     data = buffered
+    sock = network.get_extra_info("socket") if nowait else None
+    if not isinstance(sock, socket.socket):
+        sock = None
+    else:
+        sock.settimeout(0.0)  # the connection is never reused: the response closes it
+    just_read = False
     while True:
         if data:
             try:
@@ -115,6 +158,36 @@ def _read_chunked(
             if decoder.done:
                 return
         control.check()
-        data = network.read(READ_SIZE, control.read_timeout(idle))
+        if sock is None:
+            data = network.read(READ_SIZE, control.read_timeout(idle))
+        else:
+            data = yield from _read_when_ready(sock, control, idle, just_read)
+            just_read = True
         if not data:
             raise ChunkedError("the connection closed inside the chunked body")
+
+
+def _read_when_ready(
+    sock: socket.socket, control: Control, idle: float | None, wait_first: bool
+) -> Generator[Wait, None, bytes]:
+    """One read of a non-blocking socket: a ``Wait`` each time nothing is there yet. The idle
+    limit counts from the first try; the deadlines are ``control``'s. ``wait_first`` (a read
+    has just emptied the socket): wait before trying, unless TLS holds decrypted bytes back."""
+    since = time.monotonic()
+    if wait_first and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        wait_first = False
+    while True:
+        if not wait_first:
+            try:
+                return sock.recv(READ_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
+        wait_first = False
+        control.check()
+        left = control.remaining()  # raises once a deadline has passed
+        if idle is not None:
+            idle_left = since + idle - time.monotonic()
+            if idle_left <= 0:
+                raise TimeoutError_(f"the stream went silent for {seconds(idle)} (idle timeout)")
+            left = idle_left if left is None else min(left, idle_left)
+        yield Wait(sock.fileno(), left)

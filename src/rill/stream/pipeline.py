@@ -5,7 +5,9 @@
 
 ``ChatStream`` is that pipeline. Iterating it gives the contract's typed events one by one
 (``rill.stream_chat`` returns one); ``steps()`` gives one ``Received`` per network read instead,
-which is what the command's renderers write with a single write and flush. Nothing here runs in a
+which is what the command's renderers write with a single write and flush; ``waiting_steps()``
+also yields a ``Wait`` wherever the next step would block, so that an event loop can drive many
+streams from one thread (``rill serve``). Nothing here runs in a
 thread of its own, sets a signal handler or prints: the consumer pulls, and
 
 - every time limit is kept by the reads themselves (``Control``), so it holds in any thread;
@@ -28,11 +30,11 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from rill.errors import Cancelled, ExitCode, RillError
 from rill.events import Chunk, Delta, Event, Reasoning, Start, Terminal
-from rill.stream.body import reads
+from rill.stream.body import WORK, Wait, reads
 from rill.stream.chunks import ChunkDecoder, decode_completion
 from rill.stream.client import ChatClient
 from rill.stream.control import Control, Limits
@@ -106,6 +108,7 @@ class ChatStream:
         self._steps = self._run()
         self._pending: deque[Event] = deque()
         self._finishing = False
+        self._nowait = False
         #: True while the request is being sent (connecting, retrying): no socket may exist yet
         #: for ``cancel`` to shut down, so a signal handler on this thread raises instead.
         self.opening = False
@@ -114,6 +117,14 @@ class ChatStream:
 
     def steps(self) -> Generator[Step, None, None]:
         """``Start``, one ``Received`` per network read, then one terminal event."""
+        return cast(Generator[Step, None, None], self._steps)
+
+    def waiting_steps(self) -> Generator[Step | Wait, None, None]:
+        """The same steps, and a ``Wait`` wherever the next one would block: on the socket where a
+        read of a body rill reads itself would wait, and ``WORK`` before anything else that
+        blocks (each read of any other body, the record being finished). The first pull, which
+        sends the request, blocks too. Chosen before the first step."""
+        self._nowait = True
         return self._steps
 
     def __iter__(self) -> Iterator[Event]:
@@ -151,7 +162,7 @@ class ChatStream:
 
     # -- the pipeline -------------------------------------------------------------------------
 
-    def _run(self) -> Generator[Step, None, None]:
+    def _run(self) -> Generator[Step | Wait, None, None]:
         sink = self._begin()
         self.chat_id = chat_id = sink.chat_id or None
         timings: dict[str, Any] = {"started_at": _iso_now()}
@@ -181,6 +192,11 @@ class ChatStream:
             code = getattr(error, "code", None)
             if isinstance(code, str):
                 error.code = redact(code, key)  # type: ignore[attr-defined]
+        if self._nowait and not leaving:
+            try:
+                yield WORK  # what follows writes the record
+            except GeneratorExit:
+                leaving = True  # the answer is recorded as it stands; nothing more is yielded
         outcome = self._conclude(error, chat_id, timings, t0, first)
         self._finishing = True
         sink.finish(outcome.record)
@@ -188,7 +204,7 @@ class ChatStream:
         if not leaving:
             yield outcome.terminal
 
-    def _receive(self, sink: ExchangeSink, first: list[float]) -> Iterator[Step]:
+    def _receive(self, sink: ExchangeSink, first: list[float]) -> Iterator[Step | Wait]:
         client, request, control = self.client, self.request, self.control
         self.opening = True
         try:
@@ -199,28 +215,43 @@ class ChatStream:
         finally:
             self.opening = False
 
-    def _body(self, response: Any, sink: ExchangeSink, first: list[float]) -> Iterator[Step]:
+    def _body(self, response: Any, sink: ExchangeSink, first: list[float]) -> Iterator[Step | Wait]:
         client, request, control = self.client, self.request, self.control
         transcript = self.transcript
         control.check()
         ctype = response.headers.get("content-type", "")
-        body = reads(response, control, client.settings.timeout, direct=client.direct_body)
+        body = reads(
+            response,
+            control,
+            client.settings.timeout,
+            direct=client.direct_body,
+            nowait=self._nowait,
+        )
         if request.stream and not ctype.startswith("application/json"):
             yield from self._pump(body, sink, first)
         else:  # asked for no stream, or a server that ignored "stream": true
-            raw = b"".join(body)
+            pieces: list[bytes] = []
+            for piece in body:
+                if isinstance(piece, Wait):
+                    yield piece
+                else:
+                    pieces.append(piece)
+            raw = b"".join(pieces)
             deltas = decode_completion(raw, transcript)
             first.append(time.monotonic())
             sink.add(transcript.content, transcript.reasoning)
             yield Received(raw, deltas)
 
     def _pump(
-        self, body: Iterator[bytes], sink: ExchangeSink, first: list[float]
-    ) -> Iterator[Step]:
+        self, body: Iterator[bytes | Wait], sink: ExchangeSink, first: list[float]
+    ) -> Iterator[Step | Wait]:
         sse = SSEDecoder()
         chunks = ChunkDecoder(self.transcript, self.client.settings.api_key)
         control = self.control
         for raw in body:
+            if isinstance(raw, Wait):
+                yield raw
+                continue
             deltas: list[Delta] = []
             failure: RillError | None = None
             try:
