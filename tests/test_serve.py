@@ -4,6 +4,7 @@ official ``openai`` SDK), rill's chat event stream, history and usage, cancellat
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,6 +194,51 @@ def test_a_body_ended_by_its_connection_streams_the_same(
     assert reply.status_code == 200
     assert _normalise(reply.content) == _normalise(cli.stdout)
     assert b'"content":"four "' in reply.content
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_client_that_stops_reading_holds_its_stream_back_without_spinning(
+    served: Served, fake_server: FakeOpenRouter
+) -> None:
+    """While a client reads nothing, its upstream socket stays readable: the server must stop
+    pulling (the answer waits upstream, not in its memory) without going round its loop
+    meanwhile, and the client going away still ends the stream at once."""
+    pieces = ["x" * 2000 + f" {n} " for n in range(4000)]  # 8 MB: more than the buffers hold
+    fake_server.enqueue(Scenario(content=pieces))
+    host, port = served.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window
+    sock.settimeout(10)
+    sock.connect((host, int(port)))
+    body = json.dumps({"content": "a lot"}).encode()
+    sock.sendall(
+        b"POST /api/chats/new/messages/stream HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    got = sock.recv(4096)
+    assert got.startswith(b"HTTP/1.1 200")
+    time.sleep(1.0)  # the buffers fill and the server has to wait for this client
+    before = _cpu_seconds(served.proc.pid)
+    time.sleep(2.0)
+    spent = _cpu_seconds(served.proc.pid) - before
+    assert spent < 0.5, f"the server used {spent:.2f} s of CPU while its client read nothing"
+    active = httpx.get(served.url + "/api/requests", timeout=10).json()
+    assert len(active) == 1 and 0 < active[0]["tokens"] < len(pieces)  # held back, not done
+    left = time.monotonic()
+    sock.close()
+    closed = fake_server.wait_disconnect(5)
+    assert closed is not None and closed - left < 1.0
+    exchange = _cli_json("history", "show", "last")["exchanges"][-1]
+    assert exchange["finish_reason"] == "cancelled"
+    assert 0 < len(exchange["answer"]["content"]) < sum(map(len, pieces))
 
 
 def test_a_chat_goes_on(served: Served, fake_server: FakeOpenRouter) -> None:
