@@ -257,6 +257,37 @@ def test_a_client_that_stops_reading_holds_its_stream_back_without_spinning(
     assert 0 < len(answer) < sum(map(len, pieces))
 
 
+@pytest.mark.parametrize(
+    ("flag", "scenario", "expected"),
+    [
+        ("--timeout", Scenario(content=PIECES, stall_after=2, stall_seconds=5), "idle"),
+        ("--total-timeout", Scenario(content=PIECES * 40, chunk_delay=0.05), "total"),
+    ],
+    ids=["idle", "total"],
+)
+def test_the_time_limits_hold_while_the_loop_reads_the_stream(
+    fake_server: FakeOpenRouter, flag: str, scenario: Scenario, expected: str
+) -> None:
+    """Nobody blocks in a read on the loop: the limits are kept by its waits, and the answer so
+    far is kept."""
+    server = start_serve(fake_server, flag, "0.6")
+    try:
+        fake_server.enqueue(scenario)
+        started = time.monotonic()
+        reply = httpx.post(
+            server.url + "/api/chats/new/messages/stream", json={"content": "hi"}, timeout=10
+        )
+        took = time.monotonic() - started
+        assert reply.status_code == 200
+        assert b"event: error" in reply.content and b'"code":"timeout"' in reply.content
+        assert expected.encode() in reply.content
+        assert 0.6 <= took < 3
+        exchange = _cli_json("history", "show", "last")["exchanges"][-1]
+        assert exchange["answer"]["content"].startswith("one two ")
+    finally:
+        server.stop()
+
+
 def test_a_chat_goes_on(served: Served, fake_server: FakeOpenRouter) -> None:
     first = httpx.post(
         served.url + "/api/chats/new/messages/stream",
