@@ -8,14 +8,23 @@ far from where it came in, as a crash. Both checks walk without recursion.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_NESTING", "has_non_finite", "nested_deeper"]
+__all__ = ["MAX_NESTING", "compact_json", "has_non_finite", "nested_deeper"]
 
 MAX_NESTING = 64
 """The deepest nesting accepted from the user (config tables, templates' options, ``-o``); the
 history keeps upstream values to the same depth."""
+
+compact_json: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":")
+).encode
+"""``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``: what rill writes wherever it
+writes a JSON value on one line. One encoder serves every call; ``json.dumps`` with arguments
+builds a new one each time, which on a per-event path costs more than the encoding."""
 
 
 def has_non_finite(value: Any) -> bool:

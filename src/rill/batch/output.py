@@ -15,6 +15,7 @@ from typing import Any
 from rill.batch.items import ItemId, id_key, is_done_line, valid_id
 from rill.errors import UsageError
 from rill.events import Terminal
+from rill.values import compact_json
 
 
 def encode_line(item_id: ItemId | None, terminal: Terminal, line: int | None = None) -> bytes:
@@ -25,7 +26,7 @@ def encode_line(item_id: ItemId | None, terminal: Terminal, line: int | None = N
         obj["generation_id" if key == "id" else key] = value
     if line is not None:
         obj["line"] = line
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = compact_json(obj)
     try:
         return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from upstream: \u-escapes keep the line valid

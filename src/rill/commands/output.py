@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from rill.values import compact_json
+
 # C0 and C1 control characters, tab and newline included: one cell stays one cell of one line.
 _UNSAFE_CELL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -46,7 +48,7 @@ def print_json(obj: Any, *, lines: bool = False) -> None:
     with piped():
         if lines:
             for item in obj:
-                sys.stdout.write(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
+                sys.stdout.write(compact_json(item) + "\n")
         else:
             sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 

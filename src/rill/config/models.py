@@ -24,6 +24,7 @@ from typing import Any
 from rill.config.settings import Settings
 from rill.errors import APIError
 from rill.files import make_dirs, read_private, write_atomic
+from rill.values import compact_json
 
 #: The cache's file name under the cache folder (shell completion reads it too).
 MODELS_CACHE = "models.json"
@@ -86,7 +87,7 @@ def write_cache(
     """Replace the cache atomically: readers see the old file or the new one, never half."""
     make_dirs(path.parent)
     record = {"fetched_at": int(fetched_at), "base_url": base_url, "data": models}
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    text = compact_json(record)
     write_atomic(path, text.encode("utf-8"), sync_dir=False)  # a planted symlink is replaced
 
 

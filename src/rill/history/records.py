@@ -23,6 +23,7 @@ import tomli_w
 from rill.errors import ExitCode, RillError
 from rill.files import read_private
 from rill.history.normalise import is_number
+from rill.values import compact_json
 
 if TYPE_CHECKING:
     from rill.stream.protocol import Request
@@ -290,12 +291,8 @@ def index_record(chat_id: str, ex: dict[str, Any], ev: str, title: str | None) -
     return cleaned
 
 
-#: One encoder for every line (``json.dumps`` with arguments builds a new one each call).
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 def encode_line(record: dict[str, Any]) -> bytes:
-    return (_encode(record) + "\n").encode("utf-8", "replace")
+    return (compact_json(record) + "\n").encode("utf-8", "replace")
 
 
 # Lines this module writes start with these four keys in this order, so one regex pass over the

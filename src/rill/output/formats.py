@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Protocol
 
 from rill.events import Chunk, Delta, Done, Error, Reasoning, Start, Terminal, ToolCall
 from rill.stream.transcript import Transcript
+from rill.values import compact_json
 
 
 class OutputFormat(StrEnum):
@@ -35,9 +36,7 @@ class Renderer(Protocol):
     def finish(self, event: Terminal) -> None: ...
 
 
-#: ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))``, with one encoder for every
-#: call (``json.dumps`` with arguments builds a new one each time).
-_dumps: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = compact_json
 
 
 class TextRenderer:
