@@ -125,8 +125,7 @@ class Pump:
                     items, wait = await anyio.to_thread.run_sync(
                         self._pull_in_thread, consume, limiter=self.limiter
                     )
-                    for step, data in items:
-                        await consume(step, data)
+                    await self._consume_all(consume, items)
                     ended = wait is None or await self._pull_on_loop(consume, wait)
             finally:
                 if not ended:

@@ -84,9 +84,7 @@ def reads(
                 yield piece
     except (httpx.ReadTimeout, httpcore.ReadTimeout):
         control.check()
-        raise control.timed_out() or TimeoutError_(
-            f"the stream went silent for {seconds(idle)} (idle timeout)"
-        ) from None
+        raise control.timed_out() or went_silent(idle) from None
     except (httpx.RemoteProtocolError, httpcore.RemoteProtocolError, ChunkedError):
         control.check()
         raise StreamError(
@@ -97,6 +95,11 @@ def reads(
         raise StreamError(
             f"the connection failed mid-stream: {reason(exc)}", status=200, code="network"
         ) from None
+
+
+def went_silent(idle: float | None) -> TimeoutError_:
+    """The idle limit's error: no byte for ``idle`` seconds."""
+    return TimeoutError_(f"the stream went silent for {seconds(idle)} (idle timeout)")
 
 
 def direct_reader(response: httpx.Response) -> tuple[bytes, Any] | None:
@@ -188,6 +191,6 @@ def _read_when_ready(
         if idle is not None:
             idle_left = since + idle - time.monotonic()
             if idle_left <= 0:
-                raise TimeoutError_(f"the stream went silent for {seconds(idle)} (idle timeout)")
+                raise went_silent(idle)
             left = idle_left if left is None else min(left, idle_left)
         yield Wait(sock.fileno(), left)
