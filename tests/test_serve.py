@@ -246,7 +246,14 @@ def test_a_client_that_stops_reading_holds_its_stream_back_without_spinning(
     sock = _ask_raw(served, "a lot", window=4096)
     got = sock.recv(4096)
     assert got.startswith(b"HTTP/1.1 200")
-    time.sleep(1.0)  # the buffers fill and the server has to wait for this client
+    # The buffers fill and the server has to wait for this client: its count stops moving.
+    counts: list[int] = []
+    deadline = time.monotonic() + 15
+    while len(counts) < 3 or counts[-1] != counts[-3] or counts[-1] == 0:
+        assert time.monotonic() < deadline, f"the stream never held still: {counts[-5:]}"
+        active = httpx.get(served.url + "/api/requests", timeout=10).json()
+        counts.append(active[0]["tokens"] if active else -1)
+        time.sleep(0.2)
     before = _cpu_seconds(served.proc.pid)
     time.sleep(2.0)
     spent = _cpu_seconds(served.proc.pid) - before
