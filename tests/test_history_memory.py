@@ -1,15 +1,21 @@
 """A long-running writer (``rill serve`` makes a new chat per gateway request) keeps nothing per
-chat: after thousands of exchanges the store holds as much Python memory as after a few."""
+chat: after thousands of exchanges the store holds as much Python memory as after a few, and
+no name made for one chat goes through the interpreter's table of interned strings."""
 
 from __future__ import annotations
 
 import collections
 import gc
 import pathlib
+import sys
 import threading
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from rill.files import child
 from rill.history import ExchangeStart, HistoryStore
 
 THREADS = 4
@@ -75,7 +81,8 @@ def test_many_new_chats_keep_no_memory_per_chat(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     # The interpreter's table of interned strings (pathlib interns each name it parses) may be
-    # resized once along the way; it is no state of the store's, and it shrinks back.
+    # resized once along the way; it is no state of the store's (the test below keeps the
+    # store's own names out of it).
     ignore = [
         tracemalloc.Filter(False, tracemalloc.__file__),
         tracemalloc.Filter(False, pathlib.__file__),
@@ -86,3 +93,55 @@ def test_many_new_chats_keep_no_memory_per_chat(tmp_path: Path) -> None:
     # A few hundred short strings stay allocated after a run, however many chats it wrote
     # (about 130 after 1,000, 210 after 20,000): far below a dict entry or a path per chat.
     assert growth < count * 40, f"{growth} bytes more after {count} chats, mostly:\n{top}"
+
+
+class _RecordingSys:
+    """``sys`` as pathlib sees it, noting each string it interns."""
+
+    def __init__(self) -> None:
+        self.interned: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys, name)
+
+    def intern(self, text: str) -> str:
+        self.interned.append(text)
+        return sys.intern(text)
+
+
+def _pathlib_module() -> Any:
+    module = sys.modules[Path.__module__]  # pathlib, or pathlib._local (Python 3.13)
+    assert hasattr(module, "sys"), "this pathlib interns through another name"
+    return module
+
+
+@pytest.mark.skipif(
+    not hasattr(Path, "_make_child_relpath"),
+    reason="this Python's pathlib has no way to make a path without interning its name",
+)
+def test_new_chats_intern_no_name_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name interned for each chat keeps the table of interned strings being rebuilt, about
+    # 1 MB at a time, and the heap of a long-running server grows with every rebuild.
+    store = HistoryStore(tmp_path / "history")
+    _exchanges(store, 8)  # warm
+    recording = _RecordingSys()
+    monkeypatch.setattr(_pathlib_module(), "sys", recording)
+    _exchanges(store, 40)
+    monkeypatch.undo()
+    assert len(store.chat_files()) == 48
+    per_chat = [s for s in recording.interned if s.endswith((".json", ".jsonl", ".tmp"))]
+    assert not per_chat, f"pathlib interned {len(per_chat)} names, such as {per_chat[:3]}"
+
+
+def test_a_child_path_is_the_path_joined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recording = _RecordingSys()
+    monkeypatch.setattr(_pathlib_module(), "sys", recording)
+    made = child(tmp_path, "ex-0123.jsonl")
+    assert str(made) == f"{tmp_path}/ex-0123.jsonl"
+    assert (made.name, made.suffix, made.parent) == ("ex-0123.jsonl", ".jsonl", tmp_path)
+    assert made == tmp_path / "ex-0123.jsonl"
+    assert made.with_suffix(".tmp").name == "ex-0123.tmp"
+    if hasattr(Path, "_make_child_relpath"):  # the joining above interned it, the child did not
+        assert recording.interned.count("ex-0123.jsonl") == 1

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rill.files import make_dirs, read_private, write_atomic
+from rill.files import child, make_dirs, read_private, write_atomic
 from rill.history.records import HistoryError
 from rill.stream.parts import Attachment, attachment_in
 
@@ -34,7 +34,7 @@ class Blobs:
     def path(self, sha256: str) -> Path:
         if not _HASH.fullmatch(sha256):
             raise HistoryError(f"history: {sha256!r} is not an attachment's hash")
-        return self.dir / sha256
+        return child(self.dir, sha256)
 
     def put(self, attachment: Attachment) -> None:
         """Store the file's bytes unless they are there already (a URL stores nothing)."""

@@ -22,6 +22,7 @@ from rill.files import (
     GroupSync,
     NotRegularFile,
     append,
+    child,
     write_all,
     write_atomic,
     write_temporary,
@@ -91,14 +92,14 @@ class ChatFiles:
             raise RillError(f"internal error: {action} on a read-only history store")
 
     def journal_path(self, exchange_id: str) -> Path:
-        return self.journals_dir / f"{exchange_id}.jsonl"
+        return child(self.journals_dir, f"{exchange_id}.jsonl")
 
     def chat_path(self, chat_id: str) -> Path | None:
         """The file of chat ``chat_id`` (either extension), or None."""
         if not SAFE_ID.fullmatch(chat_id):
             return None
         for suffix in EXTENSIONS:
-            path = self.chats_dir / f"{chat_id}{suffix}"
+            path = child(self.chats_dir, f"{chat_id}{suffix}")
             if path.is_file():
                 return path
         return None
@@ -219,7 +220,7 @@ class ChatFiles:
         appended to it, it is not fsynced: it is there for a run that is killed, and a finished
         answer is made durable in its chat file."""
         final = self.journal_path(exchange["id"])
-        tmp = final.with_name(f".{final.name}.tmp")
+        tmp = child(self.journals_dir, f".{final.name}.tmp")
         fd = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         )

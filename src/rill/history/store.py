@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rill.errors import UsageError
-from rill.files import fsync_path, make_dirs
+from rill.files import child, fsync_path, make_dirs
 from rill.history import index, listing, running
 from rill.history import search as searching
 from rill.history import usage as totals
@@ -156,7 +156,7 @@ class HistoryStore(ChatFiles):
         chat_id = new_id()
         while self.chat_path(chat_id) is not None:
             chat_id = new_id()
-        return chat_id, self.chats_dir / f"{chat_id}.{self.fmt}"
+        return chat_id, child(self.chats_dir, f"{chat_id}.{self.fmt}")
 
     def _chat_as_begun(
         self,
@@ -215,7 +215,7 @@ class HistoryStore(ChatFiles):
                 self.ensure_index()
                 self.index_append({"chat": chat_id, "ev": "rm", "at": now_iso()})
                 for suffix in EXTENSIONS:
-                    (self.chats_dir / f"{chat_id}{suffix}").unlink(missing_ok=True)
+                    child(self.chats_dir, f"{chat_id}{suffix}").unlink(missing_ok=True)
                 for journal in self.journals_of(chat_id):
                     journal.unlink(missing_ok=True)
                 self._sweep_attachments()
