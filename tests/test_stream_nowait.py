@@ -22,7 +22,7 @@ from rill.errors import Cancelled, ExitCode
 from rill.events import Chunk, Done, Error, Start
 from rill.fake import FakeOpenRouter, Gate, Scenario
 from rill.history import ExchangeStart, HistoryStore
-from rill.stream.body import WORK, Wait
+from rill.stream.body import RECORD, WORK, Wait
 from rill.stream.client import ChatClient, make_http_client
 from rill.stream.pipeline import ChatStream, Received, Step
 from rill.stream.protocol import Request
@@ -87,8 +87,9 @@ def test_the_events_are_those_of_a_blocking_pull_with_waits_on_the_socket_betwee
     assert content(seen) == "".join(PIECES * 3)
     assert any(w.fd is not None for w in waits), "no read ever waited"
     assert all(w.timeout is not None and 0 < w.timeout <= 30 for w in waits if w.fd is not None)
-    # The record is finished after one Wait on work, right before the terminal event.
-    assert seen[-2] is WORK and [w for w in waits if w.fd is None] == [WORK]
+    # The record is finished after the one Wait on it, right before the terminal event.
+    assert seen[-2] is RECORD and [w for w in waits if w.fd is None] == [RECORD]
+    assert RECORD.record and not WORK.record
     assert isinstance(seen[-1], Done) and seen[-1].finish_reason == "stop"
 
     fake_server.enqueue(Scenario(content=PIECES * 3, chunk_delay=0.03))
@@ -150,7 +151,7 @@ def test_a_cancel_during_a_wait_ends_the_stream_with_the_partial_answer(
     assert readable and time.monotonic() - cancelled_at < 1
     rest = pull(steps)
     gate.open()
-    assert rest[-2] is WORK
+    assert rest[-2] is RECORD
     last = rest[-1]
     assert isinstance(last, Done) and last.finish_reason == "cancelled"
     assert last.message["content"] == "one "
@@ -158,7 +159,7 @@ def test_a_cancel_during_a_wait_ends_the_stream_with_the_partial_answer(
     assert closed is not None and closed - cancelled_at < 1
 
 
-def test_leaving_at_the_wait_on_work_still_finishes_the_record(
+def test_leaving_at_the_wait_on_the_record_still_finishes_it(
     fake_server: FakeOpenRouter, make_stream: Any, rill_env: Path
 ) -> None:
     settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
@@ -171,7 +172,7 @@ def test_leaving_at_the_wait_on_work_still_finishes_the_record(
     stream = make_stream(begin=begin)
     steps = stream.waiting_steps()
     for step in steps:
-        if step is WORK:
+        if step is RECORD:
             break
         if isinstance(step, Wait):
             select.select([step.fd], [], [], 1)
@@ -190,9 +191,9 @@ def test_each_read_of_a_body_rill_does_not_read_itself_is_announced_as_work(
     seen = pull(make_stream(direct=False).waiting_steps())
     assert content(seen) == "one two three "
     assert isinstance(seen[-1], Done)
-    # No socket to wait on: every read blocks, and WORK comes before each (and before the end).
-    assert all(s is WORK for s in seen if isinstance(s, Wait))
+    # No socket to wait on: every read blocks, and WORK comes before each; RECORD before the end.
+    assert all(s is WORK for s in seen[:-2] if isinstance(s, Wait))
     for before, step in zip(seen, seen[1:], strict=False):
         if isinstance(step, Received):
             assert before is WORK, seen
-    assert seen[-2] is WORK
+    assert seen[-2] is RECORD

@@ -73,7 +73,7 @@ async def message_stream(request: HTTPRequest) -> Response:
     pump = Pump(
         stream,
         ctx.registry,
-        ctx.limiter,
+        ctx.pools,
         model=upstream.model,
         endpoint="/api/chats",
         write=write,

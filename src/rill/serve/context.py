@@ -1,5 +1,5 @@
 """What every endpoint of ``rill serve`` shares: the upstream settings, one connection pool,
-the history store, the active-request registry and the thread limiter."""
+the history store, the active-request registry and the worker threads' limits."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from rill.config.settings import Settings
 from rill.history import ExchangeStart, HistoryStore
 from rill.serve.registry import Registry
+from rill.serve.streaming import Pools
 from rill.stream.client import ChatClient, RetryPolicy
 from rill.stream.control import Limits
 from rill.stream.pipeline import ChatStream, ExchangeSink, NullSink
@@ -25,6 +26,8 @@ from rill.values import MAX_NESTING, has_non_finite, nested_deeper
 MAX_BODY = 20 * 1024 * 1024
 #: Streams answered at once (each holds a worker thread while it waits for the upstream).
 MAX_STREAMS = 512
+#: Threads writing records at once: the fsyncs are shared, so a few keep up with many streams.
+RECORD_THREADS = 4
 
 
 class BadRequest(Exception):
@@ -44,8 +47,10 @@ class ServeContext:
     store: HistoryStore | None
     token: str | None = None
     registry: Registry = field(default_factory=Registry)
-    limiter: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(MAX_STREAMS)
+    pools: Pools = field(
+        default_factory=lambda: Pools(
+            anyio.CapacityLimiter(MAX_STREAMS), anyio.CapacityLimiter(RECORD_THREADS)
+        )
     )
 
     def stream(

@@ -84,9 +84,7 @@ async def chat_completions(request: HTTPRequest) -> Response:
     buffer = Buffer()
     renderer = OpenAIRenderer(buffer.binary(), clock=lambda: created)
     write = render_with(renderer, buffer, stream) if wants_stream else None
-    pump = Pump(
-        stream, ctx.registry, ctx.limiter, model=upstream.model, endpoint="/v1", write=write
-    )
+    pump = Pump(stream, ctx.registry, ctx.pools, model=upstream.model, endpoint="/v1", write=write)
 
     async def open_(step: Step, data: bytes) -> Opening | None:
         if isinstance(step, Error):  # before any answer, or the end of a non-streamed one

@@ -7,11 +7,11 @@ block. Its steps are pulled
   awaited with the loop's reader callback, then the read is decoded, rendered (with one of
   ``rill.output.formats``' renderers) and sent right there. One thread serves every stream, and an
   event costs no thread switch;
-- in a worker thread of the framework's pool (``anyio.to_thread``, with its own limiter so that
-  many slow upstreams cannot starve the pool) while they would block: sending the request and
-  waiting for its headers (connecting, retrying), finishing the record, and a body the core cannot
-  read without blocking (HTTP/2, a compressed body), whose steps are each handed to the loop and
-  sent before the next is pulled.
+- in a worker thread of the framework's pool (``anyio.to_thread``, limited by ``Pools``) while
+  they would block: sending the request and waiting for its headers (connecting, retrying), and
+  a body the core cannot read without blocking (HTTP/2, a compressed body), whose steps are each
+  handed to the loop and sent before the next is pulled, as many at once as there are streams;
+  finishing the record, a few at once.
 
 A step is pulled only after the previous one was sent, so a client that reads slowly slows its
 upstream read instead of filling memory. Meanwhile a second task listens for the client's
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 import anyio
@@ -84,6 +85,19 @@ Consume = Callable[[Step, bytes], Coroutine[Any, Any, None]]
 Item = tuple[Step, bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class Pools:
+    """The worker threads a stream's blocking steps may take: ``network`` (sending the request,
+    waiting for its headers, a blocking read: as many as there are streams, so that slow
+    upstreams cannot starve each other) and ``records`` (writing the record: files only, and a
+    few threads share each fsync). A thread keeps freed memory for its own next use, so every
+    thread that has written records holds some: keeping that to a few threads keeps memory flat
+    under load."""
+
+    network: anyio.CapacityLimiter
+    records: anyio.CapacityLimiter
+
+
 class Pump:
     """Pulls one ``ChatStream``, registered while it runs; ``write`` renders each step (None: the
     steps alone are wanted)."""
@@ -92,7 +106,7 @@ class Pump:
         self,
         stream: ChatStream,
         registry: Registry,
-        limiter: anyio.CapacityLimiter,
+        pools: Pools,
         *,
         model: str | None,
         endpoint: str,
@@ -100,7 +114,7 @@ class Pump:
     ) -> None:
         self.stream = stream
         self.registry = registry
-        self.limiter = limiter
+        self.pools = pools
         self.write = write
         self.entry: Active = registry.add(stream, model, endpoint)
         self._steps = stream.waiting_steps()
@@ -119,30 +133,39 @@ class Pump:
         """Call ``consume`` with each step and its bytes until the stream ends. Left early (the
         task cancelled, ``consume`` raising), the stream is cancelled and its record finished."""
         ended = False
+        pool = self.pools.network  # the first pull sends the request
         try:
             try:
-                while not ended:
+                while True:
                     items, wait = await anyio.to_thread.run_sync(
-                        self._pull_in_thread, consume, limiter=self.limiter
+                        self._pull_in_thread, consume, limiter=pool
                     )
                     await self._consume_all(consume, items)
-                    ended = wait is None or await self._pull_on_loop(consume, wait)
+                    while wait is not None and wait.fd is not None:
+                        wait = await self._pull_on_loop(consume, wait)
+                    if wait is None:
+                        break
+                    pool = self.pools.records if wait.record else self.pools.network
+                ended = True
             finally:
                 if not ended:
                     self.stream.cancel()
                     with anyio.CancelScope(shield=True):  # the record is finished, cancelled
-                        await anyio.to_thread.run_sync(self._steps.close, limiter=self.limiter)
+                        await anyio.to_thread.run_sync(
+                            self._steps.close, limiter=self.pools.records
+                        )
         finally:
             self.registry.remove(self.entry)
 
     def _pull_in_thread(self, consume: Consume) -> tuple[list[Item], Wait | None]:
-        """Pull steps until one would wait on the socket, or to the end (None); the steps pulled
-        since the last blocking work are returned with it, for the loop to send. Those pulled
-        before blocking work are sent first, so that they are not held back by it."""
+        """Pull steps until one would wait on the socket or is the record's (which its own pool
+        pulls), or to the end (None); the steps pulled since the last blocking work are returned
+        with it, for the loop to send. Those pulled before blocking work are sent first, so that
+        they are not held back by it."""
         items: list[Item] = []
         for step in self._steps:
             if isinstance(step, Wait):
-                if step.fd is not None:
+                if step.fd is not None or step.record:
                     return items, step
                 if items:  # blocking work is next: this is the thread for it
                     anyio.from_thread.run(self._consume_all, consume, items)
@@ -156,9 +179,9 @@ class Pump:
         for step, data in items:
             await consume(step, data)
 
-    async def _pull_on_loop(self, consume: Consume, wait: Wait) -> bool:
-        """Pull steps on the loop, waiting for the socket between reads; True at the end, False
-        when the next step is blocking work for a thread."""
+    async def _pull_on_loop(self, consume: Consume, wait: Wait) -> Wait | None:
+        """Pull steps on the loop, waiting for the socket between reads; None at the end, or the
+        ``Wait`` on blocking work for a thread."""
         steps = self._steps
         with Readiness(self._loop, cast(int, wait.fd)) as readiness:
             while True:
@@ -166,12 +189,12 @@ class Pump:
                 while True:
                     step = next(steps, None)
                     if step is None:
-                        return True
+                        return None
                     if isinstance(step, Wait):
                         break
                     await consume(step, self._render(step))
                 if step.fd is None:
-                    return False
+                    return step
                 wait = step
 
 

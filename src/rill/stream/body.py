@@ -36,14 +36,19 @@ class Wait:
     """The next step would block. ``fd``: on reading that file descriptor; pull again once it is
     readable, or after at most ``timeout`` seconds (None: no limit), and the read decides whether
     a time limit has passed. ``fd`` None: on other blocking work (a read rill cannot make without
-    blocking, the record being finished), which the consumer may pull in a worker thread."""
+    blocking, the record being finished), which the consumer may pull in a worker thread;
+    ``record``: that work is writing the record (files, no network), which a consumer may keep
+    to a few threads of its own."""
 
     fd: int | None
     timeout: float | None = None
+    record: bool = False
 
 
 #: A ``Wait`` on work other than a read.
 WORK = Wait(None)
+#: A ``Wait`` on the record being written.
+RECORD = Wait(None, record=True)
 
 
 def reads(

@@ -34,7 +34,7 @@ from typing import Any, Protocol, cast
 
 from rill.errors import Cancelled, ExitCode, RillError
 from rill.events import Chunk, Delta, Event, Reasoning, Start, Terminal
-from rill.stream.body import WORK, Wait, reads
+from rill.stream.body import RECORD, Wait, reads
 from rill.stream.chunks import ChunkDecoder, decode_completion
 from rill.stream.client import ChatClient
 from rill.stream.control import Control, Limits
@@ -121,9 +121,9 @@ class ChatStream:
 
     def waiting_steps(self) -> Generator[Step | Wait, None, None]:
         """The same steps, and a ``Wait`` wherever the next one would block: on the socket where a
-        read of a body rill reads itself would wait, and ``WORK`` before anything else that
-        blocks (each read of any other body, the record being finished). The first pull, which
-        sends the request, blocks too. Chosen before the first step."""
+        read of a body rill reads itself would wait, ``WORK`` before anything else that blocks
+        (each read of any other body) and ``RECORD`` before the record is finished. The first
+        pull, which sends the request, blocks too. Chosen before the first step."""
         self._nowait = True
         return self._steps
 
@@ -194,7 +194,7 @@ class ChatStream:
                 error.code = redact(code, key)  # type: ignore[attr-defined]
         if self._nowait and not leaving:
             try:
-                yield WORK  # what follows writes the record
+                yield RECORD  # what follows writes the record
             except GeneratorExit:
                 leaving = True  # the answer is recorded as it stands; nothing more is yielded
         outcome = self._conclude(error, chat_id, timings, t0, first)

@@ -1,0 +1,101 @@
+"""``rill serve``'s ``Pump`` in process, against the fake server over real HTTP: the records of
+many streams ending at once are written by a few threads at a time (``Pools.records``), while
+requests are sent from as many threads as there are streams."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import anyio
+
+from rill.config.settings import resolve_settings
+from rill.events import Done
+from rill.fake import FakeOpenRouter, Gate, Scenario
+from rill.serve.registry import Registry
+from rill.serve.streaming import Pools, Pump
+from rill.stream.client import ChatClient, make_http_client
+from rill.stream.pipeline import ChatStream, Step
+from rill.stream.protocol import Request
+
+STREAMS = 8
+
+
+class Concurrency:
+    """How many threads are inside ``during`` at once, at most."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def during(self, seconds: float) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(seconds)
+        with self.lock:
+            self.now -= 1
+
+
+class SlowSink:
+    """A record that takes a while to finish, as one fsynced on a busy disk does."""
+
+    chat_id = None
+
+    def __init__(self, finishing: Concurrency, finished: list[dict[str, Any]]) -> None:
+        self.finishing = finishing
+        self.finished = finished
+
+    def add(self, content: str = "", reasoning: str = "") -> None:
+        pass
+
+    def finish(self, outcome: dict[str, Any]) -> None:
+        self.finishing.during(0.1)
+        self.finished.append(outcome)
+
+
+def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
+    fake_server: FakeOpenRouter, rill_env: Any
+) -> None:
+    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
+    http = make_http_client(settings)
+    gate = Gate()  # the answers go on once every request has been sent: they all end together
+    fake_server.enqueue(*(Scenario(content=["one ", "two "], gate=gate) for _ in range(STREAMS)))
+    finishing, finished = Concurrency(), []
+    ends: list[Step] = []
+
+    async def one(pools: Pools, registry: Registry) -> None:
+        request = Request(messages=[{"role": "user", "content": "hi"}], model="test/m")
+        client = ChatClient(settings, http)
+        stream = ChatStream(client, request, begin=lambda: SlowSink(finishing, finished))
+        pump = Pump(stream, registry, pools, model="test/m", endpoint="/v1")
+        steps: list[Step] = []
+
+        async def consume(step: Step, data: bytes) -> None:
+            steps.append(step)
+
+        await pump.run(consume)
+        ends.append(steps[-1])
+
+    async def main() -> None:
+        pools = Pools(anyio.CapacityLimiter(STREAMS), anyio.CapacityLimiter(2))
+        registry = Registry()
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                for _ in range(STREAMS):
+                    group.start_soon(one, pools, registry)
+                # Every request is sent while none has ended (the records' pool holds none back).
+                while len(fake_server.chat_requests) < STREAMS:
+                    await anyio.sleep(0.01)
+                gate.open()
+        assert registry.listing() == []
+
+    try:
+        anyio.run(main)
+    finally:
+        http.close()
+    assert len(ends) == STREAMS and all(isinstance(e, Done) for e in ends), ends
+    assert len(finished) == STREAMS
+    assert finishing.peak == 2
