@@ -98,12 +98,15 @@ def rss_kib(pid: int) -> int:
 
 
 def start_serve(
-    upstream: str, home: str, history: bool = True
+    upstream: str, home: str, history: bool = True, launcher: list[str] | None = None
 ) -> tuple[subprocess.Popen[bytes], str, int]:
+    """``rill serve`` on a free port (``launcher``: what runs ``rill``, the command itself by
+    default); the process, its host and port."""
     env = {**os.environ, "RILL_HOME": home, "OPENROUTER_API_KEY": "sk-bench"}
     extra = [] if history else ["--no-history"]
+    command = launcher or [str(RILL)]
     proc = subprocess.Popen(
-        [str(RILL), "serve", "--port", "0", "--base-url", upstream, "-m", "x", *extra],
+        [*command, "serve", "--port", "0", "--base-url", upstream, "-m", "x", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

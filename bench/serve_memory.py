@@ -24,7 +24,7 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_bench import rss_kib, stream_once  # noqa: E402
+from serve_bench import rss_kib, start_serve, stream_once  # noqa: E402
 from server import BenchServer  # noqa: E402
 
 #: Runs ``rill serve`` with tracemalloc on; SIGUSR1 writes a snapshot to the next numbered file.
@@ -42,25 +42,6 @@ sys.argv = ["rill", *sys.argv[3:]]
 from rill.__main__ import main
 main()
 """
-
-
-def start(
-    upstream: str, home: str, frames: int, prefix: str, history: bool
-) -> tuple[subprocess.Popen[bytes], int]:
-    env = {**os.environ, "RILL_HOME": home, "OPENROUTER_API_KEY": "sk-bench"}
-    args = ["serve", "--port", "0", "--base-url", upstream, "-m", "x"]
-    if not history:
-        args.append("--no-history")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, str(frames), prefix, *args],
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().decode().strip()
-    if not url.startswith("http://"):
-        raise SystemExit("rill serve did not start")
-    return proc, int(url.rstrip("/").rsplit(":", 1)[1])
 
 
 async def drive(port: int, requests: int, clients: int, events: int) -> None:
@@ -96,8 +77,11 @@ def main() -> int:
     with BenchServer() as upstream, tempfile.TemporaryDirectory() as home:
         upstream.add_paced("soak", args.events, 0.001)
         prefix = os.path.join(home, "snapshot-")
-        proc, port = start(
-            upstream.base_url("soak", "serve"), home, args.frames, prefix, not args.no_history
+        proc, _host, port = start_serve(
+            upstream.base_url("soak", "serve"),
+            home,
+            not args.no_history,
+            launcher=[sys.executable, "-c", WRAPPER, str(args.frames), prefix],
         )
         try:
             asyncio.run(drive(port, args.warmup, args.clients, args.events))
