@@ -353,7 +353,8 @@ LONG_VALUES = [
 def test_write_json_equals_dumps_for_long_strings(
     limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rill.output.formats import _dumps, _dumps_indented
+    from rill.output.formats import _dumps_indented
+    from rill.values import compact_json
 
     obj = {
         "event": "done",
@@ -363,7 +364,7 @@ def test_write_json_equals_dumps_for_long_strings(
         "n": 1.5,
         "none": None,
     }
-    for dumps in (_dumps, _dumps_indented):
+    for dumps in (compact_json, _dumps_indented):
         expected = ("event: done\ndata: " + dumps(obj) + "\n\n").encode("utf-8", "replace")
         assert _written(obj, dumps, monkeypatch, limit) == expected
 
@@ -371,11 +372,12 @@ def test_write_json_equals_dumps_for_long_strings(
 def test_write_json_falls_back_when_a_placeholder_text_is_in_the_data(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rill.output.formats import _SLOT, _dumps
+    from rill.output.formats import _SLOT
+    from rill.values import compact_json
 
     obj = {"b": _SLOT % 0, "a": "x" * 100}  # "b" holds the text of the placeholder for "a"
-    expected = ("event: done\ndata: " + _dumps(obj) + "\n\n").encode()
-    assert _written(obj, _dumps, monkeypatch, 50) == expected  # only "a" is long
+    expected = ("event: done\ndata: " + compact_json(obj) + "\n\n").encode()
+    assert _written(obj, compact_json, monkeypatch, 50) == expected  # only "a" is long
 
 
 # -- the openai format's content frame ---------------------------------------------------------

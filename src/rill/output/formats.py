@@ -36,9 +36,6 @@ class Renderer(Protocol):
     def finish(self, event: Terminal) -> None: ...
 
 
-_dumps = compact_json
-
-
 class TextRenderer:
     """Only the assistant's content, byte-exact; on a terminal, a final newline if missing."""
 
@@ -156,7 +153,7 @@ class _EventStreamRenderer:
 
     def encode(self, name: str, data: dict[str, Any]) -> str:
         head, obj, tail = self.record(name, data)
-        return f"{head}{_dumps(obj)}{tail}"
+        return f"{head}{compact_json(obj)}{tail}"
 
     def _delta(self, d: Delta) -> str:
         if isinstance(d, Chunk):
@@ -180,7 +177,7 @@ class _EventStreamRenderer:
 
     def finish(self, event: Terminal) -> None:
         head, obj, tail = self.record(event.NAME, event.as_dict())
-        write_json_sliced(self.out, obj, _dumps, head=head, tail=tail)
+        write_json_sliced(self.out, obj, compact_json, head=head, tail=tail)
 
     def event(self, name: str, data: dict[str, Any]) -> None:
         """One more event between the deltas (``tool_result`` from the tool loop)."""
@@ -236,13 +233,13 @@ class OpenAIRenderer:
 
     def _content_frame(self) -> tuple[str, str] | None:
         """The text around the encoded content of a chunk that carries only content: the same
-        bytes as ``_dumps(self._chunk({"content": …}))``, without a dict per delta. Made again
+        bytes as ``compact_json(self._chunk({"content": …}))``, without a dict per delta. Made again
         when the id or the model changes; None when it cannot be made."""
         t = self.transcript
         key = (t.id, t.model) if t else None
         frame = self._frame
         if frame is None or frame[0] != key:
-            text = _dumps(self._chunk({"content": _CONTENT_SLOT}))
+            text = compact_json(self._chunk({"content": _CONTENT_SLOT}))
             head, slot, tail = text.partition(_encode_str(_CONTENT_SLOT))
             if not slot or slot in tail:
                 return None
@@ -261,7 +258,9 @@ class OpenAIRenderer:
 
     def _write(self, objs: list[Any]) -> None:
         if objs:
-            text = "".join(f"data: {o if isinstance(o, str) else _dumps(o)}\n\n" for o in objs)
+            text = "".join(
+                f"data: {o if isinstance(o, str) else compact_json(o)}\n\n" for o in objs
+            )
             self.out.write(text.encode("utf-8", "replace"))
             self.out.flush()
 
