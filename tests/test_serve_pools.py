@@ -1,6 +1,6 @@
 """``rill serve``'s ``Pump`` in process, against the fake server over real HTTP: the records of
-many streams ending at once are written by a few threads at a time (``Pools.records``), while
-requests are sent from as many threads as there are streams."""
+many streams starting or ending at once are written by a few threads at a time
+(``Pools.records``), while requests are sent from as many threads as there are streams."""
 
 from __future__ import annotations
 
@@ -63,13 +63,17 @@ def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
     http = make_http_client(settings)
     gate = Gate()  # the answers go on once every request has been sent: they all end together
     fake_server.enqueue(*(Scenario(content=["one ", "two "], gate=gate) for _ in range(STREAMS)))
-    finishing, finished = Concurrency(), []
+    beginning, finishing, finished = Concurrency(), Concurrency(), []
     ends: list[Step] = []
+
+    def begin() -> SlowSink:
+        beginning.during(0.1)  # the prompt's record, on the same busy disk
+        return SlowSink(finishing, finished)
 
     async def one(pools: Pools, registry: Registry) -> None:
         request = Request(messages=[{"role": "user", "content": "hi"}], model="test/m")
         client = ChatClient(settings, http)
-        stream = ChatStream(client, request, begin=lambda: SlowSink(finishing, finished))
+        stream = ChatStream(client, request, begin=begin)
         pump = Pump(stream, registry, pools, model="test/m", endpoint="/v1")
         steps: list[Step] = []
 
@@ -98,4 +102,5 @@ def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
         http.close()
     assert len(ends) == STREAMS and all(isinstance(e, Done) for e in ends), ends
     assert len(finished) == STREAMS
+    assert beginning.peak == 2
     assert finishing.peak == 2

@@ -3,7 +3,8 @@ event loop pulls it (``rill serve``). Against the fake server over real HTTP: wh
 wait, a ``Wait`` names the socket; the events are those of ``steps()``; the time limits, a cancel
 and leaving the loop behave as in a blocking pull; whatever else blocks (the record being
 finished, each read of a body httpx reads) comes after a ``Wait`` on work, so a loop can hand
-that pull to a thread.
+that pull to a thread. The record is written after a ``Wait`` of its own, at both ends: the
+prompt's before the request is sent, the answer's before the terminal event.
 """
 
 from __future__ import annotations
@@ -83,12 +84,13 @@ def test_the_events_are_those_of_a_blocking_pull_with_waits_on_the_socket_betwee
     fake_server.enqueue(Scenario(content=PIECES * 3, chunk_delay=0.03))
     seen = pull(make_stream(timeout=30).waiting_steps())
     waits = [s for s in seen if isinstance(s, Wait)]
-    assert isinstance(seen[0], Start)
+    # The prompt's record, then sending the request, then the answer.
+    assert seen[:2] == [RECORD, WORK] and isinstance(seen[2], Start)
     assert content(seen) == "".join(PIECES * 3)
     assert any(w.fd is not None for w in waits), "no read ever waited"
     assert all(w.timeout is not None and 0 < w.timeout <= 30 for w in waits if w.fd is not None)
-    # The record is finished after the one Wait on it, right before the terminal event.
-    assert seen[-2] is RECORD and [w for w in waits if w.fd is None] == [RECORD]
+    # The record is finished after the last Wait on it, right before the terminal event.
+    assert seen[-2] is RECORD and [w for w in waits if w.fd is None] == [RECORD, WORK, RECORD]
     assert RECORD.record and not WORK.record
     assert isinstance(seen[-1], Done) and seen[-1].finish_reason == "stop"
 
@@ -172,9 +174,9 @@ def test_leaving_at_the_wait_on_the_record_still_finishes_it(
     stream = make_stream(begin=begin)
     steps = stream.waiting_steps()
     for step in steps:
-        if step is RECORD:
+        if step is RECORD and stream.transcript.content:
             break
-        if isinstance(step, Wait):
+        if isinstance(step, Wait) and step.fd is not None:
             select.select([step.fd], [], [], 1)
     steps.close()  # a consumer gone before the last pull: nothing more is yielded
     assert stream.outcome is not None
@@ -191,9 +193,55 @@ def test_each_read_of_a_body_rill_does_not_read_itself_is_announced_as_work(
     seen = pull(make_stream(direct=False).waiting_steps())
     assert content(seen) == "one two three "
     assert isinstance(seen[-1], Done)
-    # No socket to wait on: every read blocks, and WORK comes before each; RECORD before the end.
-    assert all(s is WORK for s in seen[:-2] if isinstance(s, Wait))
+    # No socket to wait on: every read blocks, and WORK comes before each; RECORD before the
+    # prompt's record and the answer's.
+    assert seen[0] is RECORD and seen[-2] is RECORD
+    assert all(s is WORK for s in seen[1:-2] if isinstance(s, Wait))
     for before, step in zip(seen, seen[1:], strict=False):
         if isinstance(step, Received):
             assert before is WORK, seen
     assert seen[-2] is RECORD
+
+
+def test_the_prompt_is_recorded_in_the_pull_after_the_first_wait_before_anything_is_sent(
+    fake_server: FakeOpenRouter, make_stream: Any, rill_env: Path
+) -> None:
+    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
+    store = HistoryStore(settings.paths.history_dir, "json")
+    begun: list[str] = []
+
+    def begin(request: Request) -> Any:
+        recorder = store.begin(ExchangeStart(None, request.messages, "test/m", {}, ""))
+        begun.append(recorder.chat_id)
+        return recorder
+
+    fake_server.enqueue(Scenario(content=PIECES))
+    steps = make_stream(begin=begin).waiting_steps()
+    assert next_in_thread(steps) is RECORD
+    assert begun == [] and store.last_chat_id() is None  # nothing written yet
+    assert next_in_thread(steps) is WORK
+    chat = store.load(begun[0])
+    assert chat["exchanges"][-1]["status"] == "running"
+    assert fake_server.chat_requests == []  # the request goes out in the pull after WORK
+    rest = pull(steps)
+    assert isinstance(rest[-1], Done) and content(rest) == "one two three "
+    assert len(fake_server.chat_requests) == 1
+
+
+def test_leaving_before_the_request_is_sent_records_the_prompt_as_cancelled(
+    fake_server: FakeOpenRouter, make_stream: Any, rill_env: Path
+) -> None:
+    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
+    store = HistoryStore(settings.paths.history_dir, "json")
+
+    def begin(request: Request) -> Any:
+        return store.begin(ExchangeStart(None, request.messages, "test/m", {}, ""))
+
+    stream = make_stream(begin=begin)
+    steps = stream.waiting_steps()
+    assert [next_in_thread(steps), next_in_thread(steps)] == [RECORD, WORK]
+    steps.close()  # the client went away while the request waited for a thread
+    assert stream.outcome is not None
+    exchange = store.load(store.resolve("last"))["exchanges"][-1]
+    assert exchange["status"] != "running" and exchange["finish_reason"] == "cancelled"
+    assert fake_server.chat_requests == []

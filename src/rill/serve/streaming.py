@@ -11,7 +11,8 @@ block. Its steps are pulled
   they would block: sending the request and waiting for its headers (connecting, retrying), and
   a body the core cannot read without blocking (HTTP/2, a compressed body), whose steps are each
   handed to the loop and sent before the next is pulled, as many at once as there are streams;
-  finishing the record, a few at once.
+  writing the record (the prompt's before the request is sent, the answer's at the end), a few
+  at once.
 
 A step is pulled only after the previous one was sent, so a client that reads slowly slows its
 upstream read instead of filling memory. Meanwhile a second task listens for the client's
@@ -89,10 +90,12 @@ Item = tuple[Step, bytes]
 class Pools:
     """The worker threads a stream's blocking steps may take: ``network`` (sending the request,
     waiting for its headers, a blocking read: as many as there are streams, so that slow
-    upstreams cannot starve each other) and ``records`` (writing the record: files only, and a
-    few threads share each fsync). A thread keeps freed memory for its own next use, so every
-    thread that has written records holds some: keeping that to a few threads keeps memory flat
-    under load."""
+    upstreams cannot starve each other) and ``records`` (writing the prompt's record and the
+    answer's: files only, and a few threads share each fsync). A thread keeps freed memory for
+    its own next use, so every thread that has written records holds some: keeping that to a few
+    threads keeps memory flat under load. And files written by many threads at once are written
+    more slowly than by a few (they queue for the history's lock, and each holder for the
+    interpreter), so a burst of new requests reaches the upstream sooner."""
 
     network: anyio.CapacityLimiter
     records: anyio.CapacityLimiter
@@ -133,19 +136,20 @@ class Pump:
         """Call ``consume`` with each step and its bytes until the stream ends. Left early (the
         task cancelled, ``consume`` raising), the stream is cancelled and its record finished."""
         ended = False
-        pool = self.pools.network  # the first pull sends the request
+        record = True  # the first pull writes the prompt's record
         try:
             try:
                 while True:
+                    pool = self.pools.records if record else self.pools.network
                     items, wait = await anyio.to_thread.run_sync(
-                        self._pull_in_thread, consume, limiter=pool
+                        self._pull_in_thread, consume, record, limiter=pool
                     )
                     await self._consume_all(consume, items)
                     while wait is not None and wait.fd is not None:
                         wait = await self._pull_on_loop(consume, wait)
                     if wait is None:
                         break
-                    pool = self.pools.records if wait.record else self.pools.network
+                    record = wait.record
                 ended = True
             finally:
                 if not ended:
@@ -157,15 +161,15 @@ class Pump:
         finally:
             self.registry.remove(self.entry)
 
-    def _pull_in_thread(self, consume: Consume) -> tuple[list[Item], Wait | None]:
-        """Pull steps until one would wait on the socket or is the record's (which its own pool
-        pulls), or to the end (None); the steps pulled since the last blocking work are returned
-        with it, for the loop to send. Those pulled before blocking work are sent first, so that
-        they are not held back by it."""
+    def _pull_in_thread(self, consume: Consume, record: bool) -> tuple[list[Item], Wait | None]:
+        """Pull steps until one would wait on the socket or on the other pool's kind of work
+        (``record``: this thread is one of the records' pool), or to the end (None); the steps
+        pulled since the last blocking work are returned with it, for the loop to send. Those
+        pulled before blocking work are sent first, so that they are not held back by it."""
         items: list[Item] = []
         for step in self._steps:
             if isinstance(step, Wait):
-                if step.fd is not None or step.record:
+                if step.fd is not None or step.record is not record:
                     return items, step
                 if items:  # blocking work is next: this is the thread for it
                     anyio.from_thread.run(self._consume_all, consume, items)

@@ -34,7 +34,7 @@ from typing import Any, Protocol, cast
 
 from rill.errors import Cancelled, ExitCode, RillError
 from rill.events import Chunk, Delta, Event, Reasoning, Start, Terminal
-from rill.stream.body import RECORD, Wait, reads
+from rill.stream.body import RECORD, WORK, Wait, reads
 from rill.stream.chunks import ChunkDecoder, decode_completion
 from rill.stream.client import ChatClient
 from rill.stream.control import Control, Limits
@@ -122,8 +122,8 @@ class ChatStream:
     def waiting_steps(self) -> Generator[Step | Wait, None, None]:
         """The same steps, and a ``Wait`` wherever the next one would block: on the socket where a
         read of a body rill reads itself would wait, ``WORK`` before anything else that blocks
-        (each read of any other body) and ``RECORD`` before the record is finished. The first
-        pull, which sends the request, blocks too. Chosen before the first step."""
+        (sending the request, each read of any other body) and ``RECORD`` before the record is
+        written (the prompt's, first; the answer's, last). Chosen before the first step."""
         self._nowait = True
         return self._steps
 
@@ -163,6 +163,8 @@ class ChatStream:
     # -- the pipeline -------------------------------------------------------------------------
 
     def _run(self) -> Generator[Step | Wait, None, None]:
+        if self._nowait:
+            yield RECORD  # what follows writes the prompt's record
         sink = self._begin()
         self.chat_id = chat_id = sink.chat_id or None
         timings: dict[str, Any] = {"started_at": _iso_now()}
@@ -206,6 +208,8 @@ class ChatStream:
 
     def _receive(self, sink: ExchangeSink, first: list[float]) -> Iterator[Step | Wait]:
         client, request, control = self.client, self.request, self.control
+        if self._nowait:
+            yield WORK  # what follows sends the request
         self.opening = True
         try:
             with client.open(request, control) as response:
