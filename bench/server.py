@@ -9,7 +9,10 @@ Linux and so comparable with the parent process's clock).
 - ``body`` routes send a pre-built response (headers and the whole chunked body) with
   ``sendall``: as fast as the loopback and the client allow.
 - ``paced`` routes send ``count`` content chunks ``interval`` seconds apart, each carrying its
-  own send time as content: ``"<monotonic_ns>\\n"``.
+  own send time as content: ``"<monotonic_ns>\\n"``. One thread (``Pacer``) sends every paced
+  stream's chunks when they are due, so that many streams at once are paced as precisely as
+  one: a thread per stream would queue for the interpreter between reading the clock and
+  sending, and that wait would count as latency.
 
 Chunk objects follow PROTOCOL.md §3.2 (OpenRouter's key order and field set), one HTTP chunk per
 SSE event, as a server that flushes every token writes them (or, with ``framing="coalesced"``,
@@ -19,12 +22,12 @@ SSE event, as a server that flushes every token writes them (or, with ``framing=
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 GEN_ID = "gen-1754441342-hIkMo7SMi0ZecQw3oR4d"
@@ -154,6 +157,67 @@ class Paced:
     interval: float
 
 
+class Pacer:
+    """One thread sending every paced stream's content chunks when they are due; the time
+    stamped in a chunk is read right before it is sent."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[int, int, PacedStream]] = []  # (due ns, order, stream)
+        self._cond = threading.Condition()
+        self._order = 0
+        threading.Thread(target=self._run, name="bench-pacer", daemon=True).start()
+
+    def send(self, conn: socket.socket, paced: Paced, errors: list[str]) -> None:
+        """Send ``paced``'s chunks on ``conn`` and its closing events; back when they are sent."""
+        stream = PacedStream(conn, paced.count, int(paced.interval * 1e9), errors)
+        if stream.left:
+            self._add(time.monotonic_ns() + stream.step, stream)
+            if not stream.done.wait(paced.count * paced.interval + 120):
+                errors.append("a paced stream did not end")
+                return
+        tail = b"".join(frame(e) for e in closing_events(paced.count))
+        conn.sendall(tail + b"0\r\n\r\n")
+
+    def _add(self, due: int, stream: PacedStream) -> None:
+        with self._cond:
+            self._order += 1
+            heapq.heappush(self._due, (due, self._order, stream))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        clock = time.monotonic_ns
+        while True:
+            with self._cond:
+                while not self._due:
+                    self._cond.wait()
+                due, _, stream = self._due[0]
+                wait = due - clock()
+                if wait > 0:
+                    self._cond.wait(wait / 1e9)
+                    continue
+                heapq.heappop(self._due)
+            try:
+                stream.conn.sendall(frame(chunk_event(f"{clock()}\n")))
+            except OSError as exc:
+                stream.errors.append(f"{type(exc).__name__}: {exc}")
+                stream.left = 0
+            else:
+                stream.left -= 1
+            if stream.left:
+                self._add(due + stream.step, stream)
+            else:
+                stream.done.set()
+
+
+@dataclass
+class PacedStream:
+    conn: socket.socket
+    left: int
+    step: int
+    errors: list[str]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 @dataclass
 class BenchServer:
     """Threaded loopback server; ``start()`` it, ``close()`` it (or use ``with``)."""
@@ -169,6 +233,7 @@ class BenchServer:
         self._thread = threading.Thread(target=self._serve, name="bench-server", daemon=True)
         self._lock = threading.Lock()
         self._closed = False
+        self._pacer: Pacer | None = None
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -177,6 +242,8 @@ class BenchServer:
 
     def add_paced(self, route: str, count: int, interval: float) -> None:
         self.routes[route] = Paced(count, interval)
+        if self._pacer is None:
+            self._pacer = Pacer()
 
     def base_url(self, route: str, tag: str) -> str:
         return f"http://{self.host}:{self.port}/{route}/{tag}/v1"
@@ -223,7 +290,9 @@ class BenchServer:
                     conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                     return
                 if isinstance(route, Paced):
-                    self._send_paced(conn, route)
+                    assert self._pacer is not None
+                    conn.sendall(HEADERS + frame(KEEPALIVE) + frame(chunk_event("")))
+                    self._pacer.send(conn, route, self.errors)
                 else:
                     conn.sendall(route)
                 conn.shutdown(socket.SHUT_WR)
@@ -256,18 +325,3 @@ class BenchServer:
             with self._lock:
                 self.arrivals.setdefault(parts[1], now)
         return path if method == "POST" else None
-
-    @staticmethod
-    def _send_paced(conn: socket.socket, paced: Paced) -> None:
-        conn.sendall(HEADERS + frame(KEEPALIVE) + frame(chunk_event("")))
-        step = int(paced.interval * 1e9)
-        due = time.monotonic_ns() + step
-        clock: Callable[[], int] = time.monotonic_ns
-        for _ in range(paced.count):
-            wait = due - clock()
-            if wait > 0:
-                time.sleep(wait / 1e9)
-            due += step
-            conn.sendall(frame(chunk_event(f"{clock()}\n")))
-        tail = b"".join(frame(e) for e in closing_events(paced.count))
-        conn.sendall(tail + b"0\r\n\r\n")
