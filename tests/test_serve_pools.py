@@ -15,6 +15,7 @@ from rill.events import Done
 from rill.fake import FakeOpenRouter, Gate, Scenario
 from rill.serve.registry import Registry
 from rill.serve.streaming import Pools, Pump
+from rill.serve.workers import Workers
 from rill.stream.client import ChatClient, make_http_client
 from rill.stream.pipeline import ChatStream, Step
 from rill.stream.protocol import Request
@@ -84,16 +85,20 @@ def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
         ends.append(steps[-1])
 
     async def main() -> None:
-        pools = Pools(anyio.CapacityLimiter(STREAMS), anyio.CapacityLimiter(2))
+        pools = Pools(Workers(STREAMS), Workers(2))
         registry = Registry()
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as group:
-                for _ in range(STREAMS):
-                    group.start_soon(one, pools, registry)
-                # Every request is sent while none has ended (the records' pool holds none back).
-                while len(fake_server.chat_requests) < STREAMS:
-                    await anyio.sleep(0.01)
-                gate.open()
+        try:
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as group:
+                    for _ in range(STREAMS):
+                        group.start_soon(one, pools, registry)
+                    # Every request is sent while none has ended (the records' pool holds none
+                    # back).
+                    while len(fake_server.chat_requests) < STREAMS:
+                        await anyio.sleep(0.01)
+                    gate.open()
+        finally:
+            pools.close()
         assert registry.listing() == []
 
     try:

@@ -125,7 +125,11 @@ def _serve(
         if sys.stderr.isatty():
             sys.stderr.write("rill: serving until Ctrl-C\n")
 
-    return run(app, sock, ctx.registry, ready=ready, close=http.close)
+    def close() -> None:
+        ctx.pools.close()
+        http.close()
+
+    return run(app, sock, ctx.registry, ready=ready, close=close)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,12 +7,12 @@ block. Its steps are pulled
   awaited with the loop's reader callback, then the read is decoded, rendered (with one of
   ``rill.output.formats``' renderers) and sent right there. One thread serves every stream, and an
   event costs no thread switch;
-- in a worker thread of the framework's pool (``anyio.to_thread``, limited by ``Pools``) while
-  they would block: sending the request and waiting for its headers (connecting, retrying), and
-  a body the core cannot read without blocking (HTTP/2, a compressed body), whose steps are each
-  handed to the loop and sent before the next is pulled, as many at once as there are streams;
-  writing the record (the prompt's before the request is sent, the answer's at the end), a few
-  at once.
+- in a worker thread (``rill.serve.workers``; ``Pools`` holds one pool for the network and one
+  for the records) while they would block: sending the request and waiting for its headers
+  (connecting, retrying), and a body the core cannot read without blocking (HTTP/2, a compressed
+  body), whose steps are each handed to the loop and sent before the next is pulled, as many at
+  once as there are streams; writing the record (the prompt's before the request is sent, the
+  answer's at the end), in one thread for every stream.
 
 A step is pulled only after the previous one was sent, so a client that reads slowly slows its
 upstream read instead of filling memory. Meanwhile a second task listens for the client's
@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 import anyio
-import anyio.from_thread
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from rill.events import Chunk, Reasoning, Start
 from rill.output.formats import Renderer
 from rill.serve.registry import BY_CLIENT, Active, Registry
+from rill.serve.workers import Workers
 from rill.stream.body import Wait
 from rill.stream.pipeline import ChatStream, Received, Step
 
@@ -91,14 +91,18 @@ class Pools:
     """The worker threads a stream's blocking steps may take: ``network`` (sending the request,
     waiting for its headers, a blocking read: as many as there are streams, so that slow
     upstreams cannot starve each other) and ``records`` (writing the prompt's record and the
-    answer's: files only, and a few threads share each fsync). A thread keeps freed memory for
-    its own next use, so every thread that has written records holds some: keeping that to a few
-    threads keeps memory flat under load. And files written by many threads at once are written
-    more slowly than by a few (they queue for the history's lock, and each holder for the
-    interpreter), so a burst of new requests reaches the upstream sooner."""
+    answer's: files only). A thread keeps freed memory for its own next use, so every thread
+    that has written records holds some: keeping that to a few threads keeps memory flat under
+    load. And records written by many threads at once are written more slowly than by a few
+    (they queue for the history's lock, and each holder for the interpreter), so a burst of new
+    requests reaches the upstream sooner."""
 
-    network: anyio.CapacityLimiter
-    records: anyio.CapacityLimiter
+    network: Workers
+    records: Workers
+
+    def close(self) -> None:
+        self.network.close()
+        self.records.close()
 
 
 class Pump:
@@ -141,9 +145,7 @@ class Pump:
             try:
                 while True:
                     pool = self.pools.records if record else self.pools.network
-                    items, wait = await anyio.to_thread.run_sync(
-                        self._pull_in_thread, consume, record, limiter=pool
-                    )
+                    items, wait = await pool.run(self._pull_in_thread, consume, record)
                     await self._consume_all(consume, items)
                     while wait is not None and wait.fd is not None:
                         wait = await self._pull_on_loop(consume, wait)
@@ -155,9 +157,7 @@ class Pump:
                 if not ended:
                     self.stream.cancel()
                     with anyio.CancelScope(shield=True):  # the record is finished, cancelled
-                        await anyio.to_thread.run_sync(
-                            self._steps.close, limiter=self.pools.records
-                        )
+                        await self.pools.records.run(self._steps.close)
         finally:
             self.registry.remove(self.entry)
 
@@ -172,7 +172,10 @@ class Pump:
                 if step.fd is not None or step.record is not record:
                     return items, step
                 if items:  # blocking work is next: this is the thread for it
-                    anyio.from_thread.run(self._consume_all, consume, items)
+                    sent = asyncio.run_coroutine_threadsafe(
+                        self._consume_all(consume, items), self._loop
+                    )
+                    sent.result()
                     items = []
                 continue
             items.append((step, self._render(step)))

@@ -1,0 +1,114 @@
+"""``rill.serve.workers.Workers``: the threads ``rill serve`` runs a stream's blocking pulls in.
+A call's result and exception come back to the loop; threads are started only when none is free,
+up to the limit, and kept; a cancel waits for the call to end; ``close`` stops the threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from rill.serve.workers import Workers
+
+
+def run(coro: object, limit: float = 20) -> object:
+    async def bounded() -> object:
+        return await asyncio.wait_for(coro, limit)  # type: ignore[arg-type]
+
+    return asyncio.run(bounded())
+
+
+def names() -> list[str]:
+    return [t.name for t in threading.enumerate()]
+
+
+def test_a_call_runs_in_another_thread_and_gives_back_its_result_or_its_exception() -> None:
+    workers = Workers(2, "test-workers-a")
+
+    def fail() -> None:
+        raise ValueError("no")
+
+    async def main() -> tuple[int, int]:
+        ident = await workers.run(threading.get_ident)
+        with pytest.raises(ValueError, match="no"):
+            await workers.run(fail)
+        return ident, await workers.run(lambda a, b: a + b, 2, 3)
+
+    try:
+        ident, total = run(main())  # type: ignore[misc]
+    finally:
+        workers.close()
+    assert ident != threading.get_ident() and total == 5
+
+
+def test_threads_are_kept_for_the_next_call_and_started_only_up_to_the_limit() -> None:
+    workers = Workers(3, "test-workers-b")
+    lock = threading.Lock()
+    now, peak, order = [0], [0], []
+
+    def busy(n: int) -> int:
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
+            order.append(n)
+        return threading.get_ident()
+
+    async def main() -> tuple[set[int], set[int]]:
+        one_by_one = {await workers.run(busy, n) for n in range(5)}
+        at_once = set(await asyncio.gather(*(workers.run(busy, n) for n in range(9))))
+        return one_by_one, at_once
+
+    try:
+        one_by_one, at_once = run(main())  # type: ignore[misc]
+        assert len(one_by_one) == 1  # one thread served the calls made one after another
+        assert workers.threads == 3 and peak[0] == 3  # nine at once: three threads, no more
+        assert len(at_once) == 3 and one_by_one <= at_once
+        assert order[:5] == [0, 1, 2, 3, 4] and sorted(order[5:]) == list(range(9))
+    finally:
+        workers.close()
+
+
+def test_a_cancelled_caller_goes_on_only_once_the_call_has_ended() -> None:
+    workers = Workers(1, "test-workers-c")
+    started, ended = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        time.sleep(0.3)
+        ended.set()
+        return "done"
+
+    async def main() -> bool:
+        task = asyncio.ensure_future(workers.run(slow))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return ended.is_set()
+
+    try:
+        assert run(main()) is True
+        assert run(workers.run(lambda: "next")) == "next"  # the thread is free again
+    finally:
+        workers.close()
+
+
+def test_close_stops_the_threads() -> None:
+    workers = Workers(4, "test-workers-d")
+
+    async def main() -> None:
+        await asyncio.gather(*(workers.run(time.sleep, 0.05) for _ in range(4)))
+
+    run(main())
+    assert names().count("test-workers-d") == 4
+    workers.close()
+    deadline = time.monotonic() + 5
+    while "test-workers-d" in names() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "test-workers-d" not in names()
