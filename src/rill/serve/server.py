@@ -7,6 +7,7 @@ then 130 or 143. A second SIGINT leaves without waiting.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import signal
 import socket
@@ -14,6 +15,7 @@ from collections.abc import Callable, Generator
 from contextlib import contextmanager, suppress
 from types import FrameType
 
+import anyio.lowlevel
 import uvicorn
 
 from rill.errors import Cancelled, ExitCode, UsageError
@@ -58,7 +60,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, registry: Registry) -> None:
         super().__init__(config)
         self.registry = registry
@@ -87,6 +89,16 @@ class _Server(uvicorn.Server):
         self.signals.append(sig)
         self.should_exit = True
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        await anyio.lowlevel.checkpoint()  # anyio's loop backend is loaded now, not by a request
+        # What exists now lives as long as the server: modules, classes, the app. The cyclic
+        # collector need not look at it again, and a full collection then takes a few
+        # milliseconds instead of 20-30 ms with the event loop stopped (under load, about every
+        # second).
+        gc.collect()
+        gc.freeze()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         first = self.signals[0] if self.signals else signal.SIGTERM
         code = _CODES.get(signal.Signals(first), ExitCode.TERMINATED)
@@ -112,7 +124,7 @@ def run(
         timeout_graceful_shutdown=5,
         server_header=False,
     )
-    server = _Server(config, registry)
+    server = Server(config, registry)
     try:
         with server.catch_signals():
             ready()
