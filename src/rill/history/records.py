@@ -23,7 +23,7 @@ import tomli_w
 from rill.errors import ExitCode, RillError
 from rill.files import read_private
 from rill.history.normalise import is_number
-from rill.values import compact_json
+from rill.values import compact_json, pretty_json
 
 if TYPE_CHECKING:
     from rill.stream.protocol import Request
@@ -125,7 +125,7 @@ def dump_chat(chat: dict[str, Any], suffix: str) -> bytes:
         # falling back to escaped one-line strings.
         text = tomli_w.dumps(data, multiline_strings=not _has_crlf(data))
     else:
-        text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+        text = pretty_json(data) + "\n"
     return text.encode("utf-8", "replace")
 
 
