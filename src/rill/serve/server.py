@@ -92,12 +92,7 @@ class Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         await anyio.lowlevel.checkpoint()  # anyio's loop backend is loaded now, not by a request
-        # What exists now lives as long as the server: modules, classes, the app. The cyclic
-        # collector need not look at it again, and a full collection then takes a few
-        # milliseconds instead of 20-30 ms with the event loop stopped (under load, about every
-        # second).
-        gc.collect()
-        gc.freeze()
+        gc.freeze()  # and joins what ``run`` froze
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         first = self.signals[0] if self.signals else signal.SIGTERM
@@ -127,6 +122,13 @@ def run(
     server = Server(config, registry)
     try:
         with server.catch_signals():
+            config.load()
+            # What exists now lives as long as the server: modules, classes, the app. The cyclic
+            # collector need not look at it again: a full collection then takes a few
+            # milliseconds instead of 20-30 ms with the event loop stopped. Collected before the
+            # address is announced, so that no request waits for this collection either.
+            gc.collect()
+            gc.freeze()
             ready()
             server.run(sockets=[sock])
     finally:

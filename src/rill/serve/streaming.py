@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -260,13 +261,17 @@ class Readiness:
             self.ready = False
 
 
-async def watch_disconnect(receive: Receive, pump: Pump, gone: list[bool]) -> None:
-    """Cancel ``pump``'s stream when the client disconnects."""
+async def watch_disconnect(
+    receive: Receive, pump: Pump, gone: list[bool], answered: list[bool]
+) -> None:
+    """Cancel ``pump``'s stream when the client disconnects. Once the whole answer has been
+    sent (``answered``), the server answers this wait with a disconnect itself, which ends it."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            gone.append(True)
-            pump.stream.cancel(BY_CLIENT)
+            if not answered:
+                gone.append(True)
+                pump.stream.cancel(BY_CLIENT)
             return
 
 
@@ -304,12 +309,15 @@ class StepResponse(Response):
             if await self._deliver(send, start, gone):
                 await self._send(send, body, gone)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch_disconnect, receive, self.pump, gone)
+        answered: list[bool] = []
+        watcher = asyncio.ensure_future(watch_disconnect(receive, self.pump, gone, answered))
+        try:
             await self.pump.run(consume)
-            group.cancel_scope.cancel()
-        if opened and not gone:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if opened and not gone:
+                answered.append(True)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await _stop_watching(watcher, answered)
 
     async def _send(self, send: Send, data: bytes, gone: list[bool]) -> None:
         if data and not gone:
@@ -328,6 +336,18 @@ class StepResponse(Response):
             self.pump.stream.cancel(BY_CLIENT)
             return False
         return True
+
+
+async def _stop_watching(watcher: asyncio.Future[None], answered: list[bool]) -> None:
+    """Wait for ``watch_disconnect`` to end: by itself once the answer is complete (uvicorn ends
+    its wait then), else cancelled. Cancelling it every time would leave a cancelled task's
+    exception, traceback and frames, a cycle, for the collector on every request."""
+    if answered and not watcher.done():
+        await asyncio.wait((watcher,), timeout=1.0)
+    if not watcher.done():
+        watcher.cancel()
+    with suppress(asyncio.CancelledError):
+        await watcher
 
 
 def sse_headers(request_id: str, content_type: str = "text/event-stream") -> dict[str, str]:

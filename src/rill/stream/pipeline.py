@@ -175,7 +175,10 @@ class ChatStream:
         try:
             yield from self._receive(sink, first)
         except RillError as exc:
-            error = exc
+            # Kept as a value from here on: its traceback would hold this frame, which holds it,
+            # a cycle keeping the response and its connection for the cyclic collector.
+            error = exc.with_traceback(None)
+            error.__context__ = None
         except GeneratorExit:
             error, leaving = self.control.reason or CLOSED, True
         except KeyboardInterrupt:
