@@ -49,6 +49,18 @@ def make_stream(fake_server: FakeOpenRouter) -> Iterator[Any]:
         client.http.close()
 
 
+@pytest.fixture
+def history(fake_server: FakeOpenRouter, rill_env: Path) -> tuple[HistoryStore, Any]:
+    """The history store, and a ``begin`` recording a stream's request in it."""
+    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
+    store = HistoryStore(settings.paths.history_dir, "json")
+
+    def begin(request: Request) -> Any:
+        return store.begin(ExchangeStart(None, request.messages, "test/m", {}, ""))
+
+    return store, begin
+
+
 def pull(steps: Generator[Step | Wait, None, None], limit: float = 10) -> list[Step | Wait]:
     """Every step, waiting on each ``Wait``'s socket with select as a loop would; bounded."""
     seen: list[Step | Wait] = []
@@ -162,14 +174,9 @@ def test_a_cancel_during_a_wait_ends_the_stream_with_the_partial_answer(
 
 
 def test_leaving_at_the_wait_on_the_record_still_finishes_it(
-    fake_server: FakeOpenRouter, make_stream: Any, rill_env: Path
+    fake_server: FakeOpenRouter, make_stream: Any, history: tuple[HistoryStore, Any]
 ) -> None:
-    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
-    store = HistoryStore(settings.paths.history_dir, "json")
-
-    def begin(request: Request) -> Any:
-        return store.begin(ExchangeStart(None, request.messages, "test/m", {}, ""))
-
+    store, begin = history
     fake_server.enqueue(Scenario(content=PIECES))
     stream = make_stream(begin=begin)
     steps = stream.waiting_steps()
@@ -204,14 +211,13 @@ def test_each_read_of_a_body_rill_does_not_read_itself_is_announced_as_work(
 
 
 def test_the_prompt_is_recorded_in_the_pull_after_the_first_wait_before_anything_is_sent(
-    fake_server: FakeOpenRouter, make_stream: Any, rill_env: Path
+    fake_server: FakeOpenRouter, make_stream: Any, history: tuple[HistoryStore, Any]
 ) -> None:
-    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
-    store = HistoryStore(settings.paths.history_dir, "json")
+    store, record = history
     begun: list[str] = []
 
     def begin(request: Request) -> Any:
-        recorder = store.begin(ExchangeStart(None, request.messages, "test/m", {}, ""))
+        recorder = record(request)
         begun.append(recorder.chat_id)
         return recorder
 
@@ -229,14 +235,9 @@ def test_the_prompt_is_recorded_in_the_pull_after_the_first_wait_before_anything
 
 
 def test_leaving_before_the_request_is_sent_records_the_prompt_as_cancelled(
-    fake_server: FakeOpenRouter, make_stream: Any, rill_env: Path
+    fake_server: FakeOpenRouter, make_stream: Any, history: tuple[HistoryStore, Any]
 ) -> None:
-    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
-    store = HistoryStore(settings.paths.history_dir, "json")
-
-    def begin(request: Request) -> Any:
-        return store.begin(ExchangeStart(None, request.messages, "test/m", {}, ""))
-
+    store, begin = history
     stream = make_stream(begin=begin)
     steps = stream.waiting_steps()
     assert [next_in_thread(steps), next_in_thread(steps)] == [RECORD, WORK]
