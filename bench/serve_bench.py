@@ -163,6 +163,7 @@ def main() -> int:
         try:
             direct: list[list[int]] = []
             served: list[list[int]] = []
+            spreads: list[tuple[float, float]] = []  # (direct, served) ms per round
             for n in range(args.rounds):
                 direct += asyncio.run(
                     wave(
@@ -173,8 +174,15 @@ def main() -> int:
                         args.events,
                     )
                 )
+                upstream.forget("serve")
                 served += asyncio.run(
                     wave(host, port, "/v1/chat/completions", args.clients, args.events)
+                )
+                spreads.append(
+                    (
+                        (upstream.arrival_spread_ns(f"direct{n}") or 0) / 1e6,
+                        (upstream.arrival_spread_ns("serve") or 0) / 1e6,
+                    )
                 )
             rss_after_rounds = rss_kib(proc.pid)
             soak_samples: list[int] = []
@@ -224,6 +232,10 @@ def main() -> int:
         cells = [pct(flat(served, part), q) - pct(flat(direct, part), q) for q in (0.5, 0.9, 0.99)]
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in cells) + " |")
     print()
+    # How long the clients' requests took to reach the upstream, first to last: the set-up of
+    # every stream, during which the first events of the others arrive.
+    shown = ", ".join(f"{d:.0f} / {s:.0f}" for d, s in spreads)
+    print(f"requests reaching the upstream, first to last, direct / served (ms): {shown}")
     print(f"rill serve RSS after the rounds: {rss_after_rounds / 1024:.1f} MiB; exit {code}")
     if soak_samples:
         tenth = max(1, len(soak_samples) // 10)

@@ -225,6 +225,7 @@ class BenchServer:
     host: str = "127.0.0.1"
     routes: dict[str, bytes | Paced] = field(default_factory=dict)
     arrivals: dict[str, int] = field(default_factory=dict)
+    last_arrivals: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -251,6 +252,18 @@ class BenchServer:
     def arrival_ns(self, tag: str) -> int | None:
         with self._lock:
             return self.arrivals.get(tag)
+
+    def arrival_spread_ns(self, tag: str) -> int | None:
+        """From the first request of ``tag`` to arrive to the last (None: none arrived)."""
+        with self._lock:
+            first, last = self.arrivals.get(tag), self.last_arrivals.get(tag)
+        return None if first is None or last is None else last - first
+
+    def forget(self, tag: str) -> None:
+        """Forget when the requests of ``tag`` arrived (a tag used again for a new run)."""
+        with self._lock:
+            self.arrivals.pop(tag, None)
+            self.last_arrivals.pop(tag, None)
 
     def start(self) -> BenchServer:
         self._thread.start()
@@ -324,4 +337,5 @@ class BenchServer:
         if len(parts) >= 2:
             with self._lock:
                 self.arrivals.setdefault(parts[1], now)
+                self.last_arrivals[parts[1]] = now
         return path if method == "POST" else None
