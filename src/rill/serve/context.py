@@ -26,9 +26,9 @@ from rill.values import MAX_NESTING, has_non_finite, nested_deeper
 MAX_BODY = 20 * 1024 * 1024
 #: Streams answered at once (each holds a worker thread while it waits for the upstream).
 MAX_STREAMS = 512
-#: Threads writing records. One: the writes queue for the history's lock anyway, and one thread
-#: alone writes more of them a second than four do (628 prompt records a second against 405
-#: here), while leaving the interpreter to the event loop more often.
+#: Threads writing records. One: the writes queue for the history's lock anyway, and under load
+#: (bench/serve_bench.py) one thread left the event loop the interpreter more often than two or
+#: four, and the streams' added latency was lowest.
 RECORD_THREADS = 1
 
 
