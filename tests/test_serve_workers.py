@@ -52,7 +52,7 @@ def test_threads_are_kept_for_the_next_call_and_started_only_up_to_the_limit() -
         with lock:
             now[0] += 1
             peak[0] = max(peak[0], now[0])
-        time.sleep(0.05)
+        time.sleep(0.1)  # long enough for the threads started meanwhile to overlap
         with lock:
             now[0] -= 1
             order.append(n)

@@ -33,7 +33,7 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring
 def pretty_json(value: Any) -> str:
     """``json.dumps(value, ensure_ascii=False, indent=2)``, the same text, built without the
     closures that json's own indenting encoder makes each call: those hold each other, so every
-    call left a cycle of ~40 objects for the cyclic collector (a chat file written twice per
+    call left a cycle of some thirty objects for the cyclic collector (a chat file written twice per
     exchange, in a server under load). Strings are quoted by json's C quoting."""
     parts: list[str] = []
     _pretty(value, parts, "\n")
