@@ -353,8 +353,7 @@ LONG_VALUES = [
 def test_write_json_equals_dumps_for_long_strings(
     limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rill.output.formats import _dumps_indented
-    from rill.values import compact_json
+    from rill.values import compact_json, pretty_json
 
     obj = {
         "event": "done",
@@ -364,7 +363,7 @@ def test_write_json_equals_dumps_for_long_strings(
         "n": 1.5,
         "none": None,
     }
-    for dumps in (compact_json, _dumps_indented):
+    for dumps in (compact_json, pretty_json):
         expected = ("event: done\ndata: " + dumps(obj) + "\n\n").encode("utf-8", "replace")
         assert _written(obj, dumps, monkeypatch, limit) == expected
 

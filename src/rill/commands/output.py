@@ -7,7 +7,6 @@ A stdout that cannot be written (a full disk, ``> /dev/full``) is one line and e
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,7 +15,7 @@ from typing import Any
 
 import typer
 
-from rill.values import compact_json
+from rill.values import compact_json, pretty_json
 
 # C0 and C1 control characters, tab and newline included: one cell stays one cell of one line.
 _UNSAFE_CELL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -50,7 +49,7 @@ def print_json(obj: Any, *, lines: bool = False) -> None:
             for item in obj:
                 sys.stdout.write(compact_json(item) + "\n")
         else:
-            sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+            sys.stdout.write(pretty_json(obj) + "\n")
 
 
 def tsv_cell(value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Protocol
 
 from rill.events import Chunk, Delta, Done, Error, Reasoning, Start, Terminal, ToolCall
 from rill.stream.transcript import Transcript
-from rill.values import compact_json
+from rill.values import compact_json, pretty_json
 
 
 class OutputFormat(StrEnum):
@@ -83,10 +83,6 @@ class RawRenderer:
 _encode_str: Any = (
     getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 )
-
-
-def _dumps_indented(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, indent=2)
 
 
 #: Strings longer than this (in characters) are written by ``write_json_sliced`` in slices of
@@ -213,7 +209,7 @@ class JSONRenderer:
         pass
 
     def finish(self, event: Terminal) -> None:
-        write_json_sliced(self.out, event.as_dict(), _dumps_indented, tail="\n")
+        write_json_sliced(self.out, event.as_dict(), pretty_json, tail="\n")
 
 
 class OpenAIRenderer:
