@@ -35,10 +35,10 @@ READ_SIZE = 64 * 1024  # what httpcore reads at a time
 class Wait:
     """The next step would block. ``fd``: on reading that file descriptor; pull again once it is
     readable, or after at most ``timeout`` seconds (None: no limit), and the read decides whether
-    a time limit has passed. ``fd`` None: on other blocking work (a read rill cannot make without
-    blocking, the record being finished), which the consumer may pull in a worker thread;
-    ``record``: that work is writing the record (files, no network), which a consumer may keep
-    to a few threads of its own."""
+    a time limit has passed. ``fd`` None: on other blocking work (sending the request, a read rill
+    cannot make without blocking, writing the record), which the consumer may pull in a worker
+    thread; ``record``: that work is writing the record, the prompt's or the answer's (files, no
+    network), which a consumer may keep to a few threads of its own."""
 
     fd: int | None
     timeout: float | None = None
@@ -47,7 +47,7 @@ class Wait:
 
 #: A ``Wait`` on work other than a read.
 WORK = Wait(None)
-#: A ``Wait`` on the record being written.
+#: A ``Wait`` on the record being written (the prompt's, then the answer's).
 RECORD = Wait(None, record=True)
 
 
