@@ -106,9 +106,9 @@ def test_close_stops_the_threads() -> None:
         await asyncio.gather(*(workers.run(time.sleep, 0.05) for _ in range(4)))
 
     run(main())
-    assert names().count("test-workers-d") == 4
+    threads = [t for t in threading.enumerate() if t.name == "test-workers-d"]
+    assert len(threads) == 4
     workers.close()
-    deadline = time.monotonic() + 5
-    while "test-workers-d" in names() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    for thread in threads:
+        thread.join(5)
     assert "test-workers-d" not in names()
