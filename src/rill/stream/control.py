@@ -11,6 +11,10 @@ on Linux). Sockets are known from httpcore's ``trace`` extension as soon as they
 When the body is read through httpx rather than read by rill (see ``body.reads``), the reads
 cannot be given a deadline, so ``arm`` starts a timer that cancels the stream with the expired
 limit's ``TimeoutError_`` instead.
+
+Whoever runs the reading thread may set ``waiting``: it is told when that thread starts and stops
+waiting on the network (connecting, sending the body, the response's headers, a body httpx reads,
+from the same ``trace``) or on a retry's backoff, so a pool can run another call meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +28,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from rill.errors import RillError, TimeoutError_
+
+#: httpcore's traced phases that wait on the network (each ends ``.complete`` or ``.failed``).
+NETWORK_WAITS = frozenset(
+    {
+        "connection.connect_tcp",
+        "connection.start_tls",
+        "http11.send_request_body",
+        "http11.receive_response_headers",
+        "http11.receive_response_body",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,10 @@ class Control:
         self._sockets: list[socket.socket] = []
         self._timer: threading.Timer | None = None
         self.reason: RillError | None = None
+        #: Told True before a wait on the network or the clock that may be long (connecting,
+        #: the upstream's headers, a retry's backoff) and False after it, by the thread that
+        #: waits: a pool running that thread may run another call meanwhile.
+        self.waiting: Callable[[bool], None] | None = None
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -101,7 +120,13 @@ class Control:
             shutdown(sock)
 
     def trace(self, name: str, info: dict[str, Any]) -> None:
-        """httpcore's ``trace`` extension: learn each connection's socket as it connects."""
+        """httpcore's ``trace`` extension: learn each connection's socket as it connects, and tell
+        ``waiting`` about the phases that wait on the network."""
+        waiting = self.waiting
+        if waiting is not None:
+            phase, _, state = name.rpartition(".")
+            if phase in NETWORK_WAITS:
+                waiting(state == "started")
         if name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
             stream = info.get("return_value")
             if stream is not None:
@@ -151,7 +176,15 @@ class Control:
         """Wait ``seconds`` (a retry's backoff); a cancel or a deadline ends the wait early."""
         left = self.remaining()
         wait = seconds if left is None else min(seconds, left)
-        if self._woken.wait(max(wait, 0.0)):
+        waiting = self.waiting
+        if waiting is not None:
+            waiting(True)
+        try:
+            woken = self._woken.wait(max(wait, 0.0))
+        finally:
+            if waiting is not None:
+                waiting(False)
+        if woken:
             self.check()
         self.remaining()  # a deadline passed during the wait
 
