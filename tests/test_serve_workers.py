@@ -1,6 +1,7 @@
 """``rill.serve.workers.Workers``: the threads ``rill serve`` runs a stream's blocking pulls in.
 A call's result and exception come back to the loop; threads are started only when none is free,
-up to the limit, and kept; a cancel waits for the call to end; ``close`` stops the threads."""
+up to the limit, and kept; at most ``running`` calls run at once, not counting those waiting on
+the network; a cancel waits for the call to end; ``close`` stops the threads."""
 
 from __future__ import annotations
 
@@ -71,6 +72,48 @@ def test_threads_are_kept_for_the_next_call_and_started_only_up_to_the_limit() -
         assert order[:5] == [0, 1, 2, 3, 4] and sorted(order[5:]) == list(range(9))
     finally:
         workers.close()
+
+
+def test_at_most_running_calls_run_at_once_and_a_waiting_call_lets_the_next_one_run() -> None:
+    workers = Workers(4, "test-workers-e", running=1)
+    lock = threading.Lock()
+    now, peak, log = [0], [0], []
+    headers = threading.Event()  # what the first call waits for, as for an upstream's headers
+
+    def python(seconds: float) -> None:
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(seconds)  # long enough for a call that was let run meanwhile to overlap
+        with lock:
+            now[0] -= 1
+
+    def sends() -> None:
+        python(0.05)
+        workers.waiting(True)
+        log.append("waiting")
+        assert headers.wait(10)
+        workers.waiting(False)
+        log.append("answered")
+
+    def busy(n: int) -> None:
+        python(0.05)
+        log.append(n)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(workers.run(sends))
+        # These run while the first call waits; it is still waiting when they have all ended.
+        await asyncio.gather(*(workers.run(busy, n) for n in range(3)))
+        headers.set()
+        await first
+
+    try:
+        run(main(), limit=10)
+        assert workers.threads == 2  # the waiting call's thread, and one for the others
+    finally:
+        workers.close()
+    assert log == ["waiting", 0, 1, 2, "answered"]
+    assert peak[0] == 1  # one call at a time ran Python
 
 
 def test_a_cancelled_caller_goes_on_only_once_the_call_has_ended() -> None:
