@@ -1,6 +1,8 @@
 """``rill serve``'s ``Pump`` in process, against the fake server over real HTTP: the records of
 many streams starting or ending at once are written by a few threads at a time
-(``Pools.records``), while requests are sent from as many threads as there are streams."""
+(``Pools.records``), while requests are sent from as many threads as there are streams; a
+network pool that runs one call at a time still sends every request while the others wait for
+their upstream's headers."""
 
 from __future__ import annotations
 
@@ -109,3 +111,48 @@ def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
     assert len(finished) == STREAMS
     assert beginning.peak == 2
     assert finishing.peak == 2
+
+
+def test_a_request_waiting_for_its_headers_lets_the_next_one_be_sent(
+    fake_server: FakeOpenRouter, rill_env: Any
+) -> None:
+    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
+    http = make_http_client(settings)
+    # Headers held long enough for every request to be sent meanwhile, if each waiting request
+    # lets the next one run; one after another, the first answer would start with one request
+    # sent.
+    fake_server.enqueue(*(Scenario(content=["one"], delay_headers=2.0) for _ in range(STREAMS)))
+    sent_when_answered: list[int] = []
+    ends: list[Step] = []
+
+    async def one(pools: Pools, registry: Registry) -> None:
+        request = Request(messages=[{"role": "user", "content": "hi"}], model="test/m")
+        stream = ChatStream(ChatClient(settings, http), request)
+        pump = Pump(stream, registry, pools, model="test/m", endpoint="/v1")
+        steps: list[Step] = []
+
+        async def consume(step: Step, data: bytes) -> None:
+            if not steps:
+                sent_when_answered.append(len(fake_server.chat_requests))
+            steps.append(step)
+
+        await pump.run(consume)
+        ends.append(steps[-1])
+
+    async def main() -> None:
+        pools = Pools(Workers(STREAMS, running=1), Workers(1))
+        registry = Registry()
+        try:
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as group:
+                    for _ in range(STREAMS):
+                        group.start_soon(one, pools, registry)
+        finally:
+            pools.close()
+
+    try:
+        anyio.run(main)
+    finally:
+        http.close()
+    assert len(ends) == STREAMS and all(isinstance(e, Done) for e in ends), ends
+    assert sent_when_answered == [STREAMS] * STREAMS

@@ -26,6 +26,9 @@ from rill.values import MAX_NESTING, has_non_finite, nested_deeper
 MAX_BODY = 20 * 1024 * 1024
 #: Streams answered at once (each holds a worker thread while it waits for the upstream).
 MAX_STREAMS = 512
+#: Streams' network calls running at once, not counting those waiting on the network (see
+#: ``Workers``): each request is sent while the previous one is handed over.
+NETWORK_RUNNING = 2
 #: Threads writing records. One: the writes queue for the history's lock anyway, and under load
 #: (bench/serve_bench.py) one thread left the event loop the interpreter more often than two or
 #: four, and the streams' added latency was lowest.
@@ -51,7 +54,8 @@ class ServeContext:
     registry: Registry = field(default_factory=Registry)
     pools: Pools = field(
         default_factory=lambda: Pools(
-            Workers(MAX_STREAMS, "rill-network"), Workers(RECORD_THREADS, "rill-records")
+            Workers(MAX_STREAMS, "rill-network", NETWORK_RUNNING),
+            Workers(RECORD_THREADS, "rill-records"),
         )
     )
 

@@ -90,8 +90,10 @@ Item = tuple[Step, bytes]
 @dataclass(frozen=True, slots=True)
 class Pools:
     """The worker threads a stream's blocking steps may take: ``network`` (sending the request,
-    waiting for its headers, a blocking read: as many as there are streams, so that slow
-    upstreams cannot starve each other) and ``records`` (writing the prompt's record and the
+    waiting for its headers, a blocking read: as many threads as there are streams, so that slow
+    upstreams cannot starve each other, but only a few of them running Python at once, the
+    others waiting on the network; a stream's network call tells the pool when it waits, through
+    its ``Control``) and ``records`` (writing the prompt's record and the
     answer's: files only). A thread keeps freed memory for its own next use, so every thread
     that has written records holds some: keeping that to a few threads keeps memory flat under
     load. And records written by many threads at once are written more slowly than by a few
@@ -166,7 +168,26 @@ class Pump:
         """Pull steps until one would wait on the socket or on the other pool's kind of work
         (``record``: this thread is one of the records' pool), or to the end (None); the steps
         pulled since the last blocking work are returned with it, for the loop to send. Those
-        pulled before blocking work are sent first, so that they are not held back by it."""
+        pulled before blocking work are sent first, so that they are not held back by it. In
+        the network pool, the stream's waits on the network let the pool run another call."""
+        if record:
+            return self._pull_steps(consume, True)
+        pool, waits = self.pools.network, [False]
+
+        def waiting(now: bool) -> None:
+            if now is not waits[0]:
+                waits[0] = now
+                pool.waiting(now)
+
+        control = self.stream.control
+        control.waiting = waiting
+        try:
+            return self._pull_steps(consume, False)
+        finally:
+            control.waiting = None
+            waiting(False)
+
+    def _pull_steps(self, consume: Consume, record: bool) -> tuple[list[Item], Wait | None]:
         items: list[Item] = []
         for step in self._steps:
             if isinstance(step, Wait):
