@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
-from rill.config.settings import resolve_settings
+from rill.config.settings import Settings, resolve_settings
 from rill.events import Done
 from rill.fake import FakeOpenRouter, Gate, Scenario
 from rill.serve.registry import Registry
 from rill.serve.streaming import Pools, Pump
 from rill.serve.workers import Workers
 from rill.stream.client import ChatClient, make_http_client
-from rill.stream.pipeline import ChatStream, Step
+from rill.stream.pipeline import ChatStream, ExchangeSink, NullSink, Step
 from rill.stream.protocol import Request
 
 STREAMS = 8
@@ -59,46 +60,43 @@ class SlowSink:
         self.finished.append(outcome)
 
 
-def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
-    fake_server: FakeOpenRouter, rill_env: Any
-) -> None:
-    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
+def pump_all(
+    settings: Settings,
+    pools: Pools,
+    *,
+    begin: Callable[[], ExchangeSink] = NullSink,
+    first_step: Callable[[], None] | None = None,
+    meanwhile: Callable[[], Awaitable[None]] | None = None,
+) -> list[Step]:
+    """``STREAMS`` streams pumped at once through ``pools`` (closed after), within 20 s: the last
+    step of each. ``first_step`` is called as each stream's first step arrives; ``meanwhile``
+    runs beside them."""
     http = make_http_client(settings)
-    gate = Gate()  # the answers go on once every request has been sent: they all end together
-    fake_server.enqueue(*(Scenario(content=["one ", "two "], gate=gate) for _ in range(STREAMS)))
-    beginning, finishing, finished = Concurrency(), Concurrency(), []
     ends: list[Step] = []
 
-    def begin() -> SlowSink:
-        beginning.during(0.1)  # the prompt's record, on the same busy disk
-        return SlowSink(finishing, finished)
-
-    async def one(pools: Pools, registry: Registry) -> None:
+    async def one(registry: Registry) -> None:
         request = Request(messages=[{"role": "user", "content": "hi"}], model="test/m")
-        client = ChatClient(settings, http)
-        stream = ChatStream(client, request, begin=begin)
+        stream = ChatStream(ChatClient(settings, http), request, begin=begin)
         pump = Pump(stream, registry, pools, model="test/m", endpoint="/v1")
         steps: list[Step] = []
 
         async def consume(step: Step, data: bytes) -> None:
+            if not steps and first_step is not None:
+                first_step()
             steps.append(step)
 
         await pump.run(consume)
         ends.append(steps[-1])
 
     async def main() -> None:
-        pools = Pools(Workers(STREAMS), Workers(2))
         registry = Registry()
         try:
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as group:
                     for _ in range(STREAMS):
-                        group.start_soon(one, pools, registry)
-                    # Every request is sent while none has ended (the records' pool holds none
-                    # back).
-                    while len(fake_server.chat_requests) < STREAMS:
-                        await anyio.sleep(0.01)
-                    gate.open()
+                        group.start_soon(one, registry)
+                    if meanwhile is not None:
+                        await meanwhile()
         finally:
             pools.close()
         assert registry.listing() == []
@@ -108,6 +106,28 @@ def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
     finally:
         http.close()
     assert len(ends) == STREAMS and all(isinstance(e, Done) for e in ends), ends
+    return ends
+
+
+def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(
+    fake_server: FakeOpenRouter, rill_env: Any
+) -> None:
+    settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
+    gate = Gate()  # the answers go on once every request has been sent: they all end together
+    fake_server.enqueue(*(Scenario(content=["one ", "two "], gate=gate) for _ in range(STREAMS)))
+    beginning, finishing, finished = Concurrency(), Concurrency(), []
+
+    def begin() -> SlowSink:
+        beginning.during(0.1)  # the prompt's record, on the same busy disk
+        return SlowSink(finishing, finished)
+
+    async def all_sent() -> None:
+        # Every request is sent while none has ended (the records' pool holds none back).
+        while len(fake_server.chat_requests) < STREAMS:
+            await anyio.sleep(0.01)
+        gate.open()
+
+    pump_all(settings, Pools(Workers(STREAMS), Workers(2)), begin=begin, meanwhile=all_sent)
     assert len(finished) == STREAMS
     assert beginning.peak == 2
     assert finishing.peak == 2
@@ -117,42 +137,14 @@ def test_a_request_waiting_for_its_headers_lets_the_next_one_be_sent(
     fake_server: FakeOpenRouter, rill_env: Any
 ) -> None:
     settings = resolve_settings({"base_url": fake_server.url, "model": "test/m"})
-    http = make_http_client(settings)
     # Headers held long enough for every request to be sent meanwhile, if each waiting request
     # lets the next one run; one after another, the first answer would start with one request
     # sent.
     fake_server.enqueue(*(Scenario(content=["one"], delay_headers=2.0) for _ in range(STREAMS)))
     sent_when_answered: list[int] = []
-    ends: list[Step] = []
 
-    async def one(pools: Pools, registry: Registry) -> None:
-        request = Request(messages=[{"role": "user", "content": "hi"}], model="test/m")
-        stream = ChatStream(ChatClient(settings, http), request)
-        pump = Pump(stream, registry, pools, model="test/m", endpoint="/v1")
-        steps: list[Step] = []
+    def first_step() -> None:
+        sent_when_answered.append(len(fake_server.chat_requests))
 
-        async def consume(step: Step, data: bytes) -> None:
-            if not steps:
-                sent_when_answered.append(len(fake_server.chat_requests))
-            steps.append(step)
-
-        await pump.run(consume)
-        ends.append(steps[-1])
-
-    async def main() -> None:
-        pools = Pools(Workers(STREAMS, running=1), Workers(1))
-        registry = Registry()
-        try:
-            with anyio.fail_after(20):
-                async with anyio.create_task_group() as group:
-                    for _ in range(STREAMS):
-                        group.start_soon(one, pools, registry)
-        finally:
-            pools.close()
-
-    try:
-        anyio.run(main)
-    finally:
-        http.close()
-    assert len(ends) == STREAMS and all(isinstance(e, Done) for e in ends), ends
+    pump_all(settings, Pools(Workers(STREAMS, running=1), Workers(1)), first_step=first_step)
     assert sent_when_answered == [STREAMS] * STREAMS
