@@ -90,8 +90,8 @@ def test_at_most_running_calls_run_at_once_and_a_waiting_call_lets_the_next_one_
 
     def sends() -> None:
         python(0.05)
-        workers.waiting(True)
         log.append("waiting")
+        workers.waiting(True)
         assert headers.wait(10)
         workers.waiting(False)
         log.append("answered")
