@@ -1,15 +1,34 @@
 """Helpers for the ``rill serve`` tests: start the installed ``rill serve`` on a free port
-against the fake server, and stop it."""
+against the fake server, and stop it; count how many threads do something at once."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rill.fake import FakeOpenRouter
 from tests.e2e import finish, read_until, spawn
+
+
+class Concurrency:
+    """How many threads are inside ``during`` at once, at most."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def during(self, seconds: float) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(seconds)
+        with self.lock:
+            self.now -= 1
 
 
 @dataclass

@@ -6,8 +6,6 @@ their upstream's headers."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,25 +20,9 @@ from rill.serve.workers import Workers
 from rill.stream.client import ChatClient, make_http_client
 from rill.stream.pipeline import ChatStream, ExchangeSink, NullSink, Step
 from rill.stream.protocol import Request
+from tests.serving import Concurrency
 
 STREAMS = 8
-
-
-class Concurrency:
-    """How many threads are inside ``during`` at once, at most."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.now = 0
-        self.peak = 0
-
-    def during(self, seconds: float) -> None:
-        with self.lock:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-        time.sleep(seconds)
-        with self.lock:
-            self.now -= 1
 
 
 class SlowSink:
@@ -67,10 +49,10 @@ def pump_all(
     begin: Callable[[], ExchangeSink] = NullSink,
     first_step: Callable[[], None] | None = None,
     meanwhile: Callable[[], Awaitable[None]] | None = None,
-) -> list[Step]:
-    """``STREAMS`` streams pumped at once through ``pools`` (closed after), within 20 s: the last
-    step of each. ``first_step`` is called as each stream's first step arrives; ``meanwhile``
-    runs beside them."""
+) -> None:
+    """``STREAMS`` streams pumped at once through ``pools`` (closed after), within 20 s, each
+    ending with ``Done``. ``first_step`` is called as each stream's first step arrives;
+    ``meanwhile`` runs beside them."""
     http = make_http_client(settings)
     ends: list[Step] = []
 
@@ -106,7 +88,6 @@ def pump_all(
     finally:
         http.close()
     assert len(ends) == STREAMS and all(isinstance(e, Done) for e in ends), ends
-    return ends
 
 
 def test_records_are_written_a_few_at_a_time_and_requests_all_at_once(

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from rill.serve.workers import Workers
+from tests.serving import Concurrency
 
 
 def run(coro: object, limit: float = 20) -> object:
@@ -46,17 +47,11 @@ def test_a_call_runs_in_another_thread_and_gives_back_its_result_or_its_exceptio
 
 def test_threads_are_kept_for_the_next_call_and_started_only_up_to_the_limit() -> None:
     workers = Workers(3, "test-workers-b")
-    lock = threading.Lock()
-    now, peak, order = [0], [0], []
+    busy_at_once, order = Concurrency(), []
 
     def busy(n: int) -> int:
-        with lock:
-            now[0] += 1
-            peak[0] = max(peak[0], now[0])
-        time.sleep(0.1)  # long enough for the threads started meanwhile to overlap
-        with lock:
-            now[0] -= 1
-            order.append(n)
+        busy_at_once.during(0.1)  # long enough for the threads started meanwhile to overlap
+        order.append(n)
         return threading.get_ident()
 
     async def main() -> tuple[set[int], set[int]]:
@@ -67,7 +62,7 @@ def test_threads_are_kept_for_the_next_call_and_started_only_up_to_the_limit() -
     try:
         one_by_one, at_once = run(main())  # type: ignore[misc]
         assert len(one_by_one) == 1  # one thread served the calls made one after another
-        assert workers.threads == 3 and peak[0] == 3  # nine at once: three threads, no more
+        assert workers.threads == 3 and busy_at_once.peak == 3  # nine at once: three threads
         assert len(at_once) == 3 and one_by_one <= at_once
         assert order[:5] == [0, 1, 2, 3, 4] and sorted(order[5:]) == list(range(9))
     finally:
@@ -76,20 +71,11 @@ def test_threads_are_kept_for_the_next_call_and_started_only_up_to_the_limit() -
 
 def test_at_most_running_calls_run_at_once_and_a_waiting_call_lets_the_next_one_run() -> None:
     workers = Workers(4, "test-workers-e", running=1)
-    lock = threading.Lock()
-    now, peak, log = [0], [0], []
+    python, log = Concurrency(), []
     headers = threading.Event()  # what the first call waits for, as for an upstream's headers
 
-    def python(seconds: float) -> None:
-        with lock:
-            now[0] += 1
-            peak[0] = max(peak[0], now[0])
-        time.sleep(seconds)  # long enough for a call that was let run meanwhile to overlap
-        with lock:
-            now[0] -= 1
-
     def sends() -> None:
-        python(0.05)
+        python.during(0.05)  # long enough for a call that was let run meanwhile to overlap
         log.append("waiting")
         workers.waiting(True)
         assert headers.wait(10)
@@ -97,7 +83,7 @@ def test_at_most_running_calls_run_at_once_and_a_waiting_call_lets_the_next_one_
         log.append("answered")
 
     def busy(n: int) -> None:
-        python(0.05)
+        python.during(0.05)
         log.append(n)
 
     async def main() -> None:
@@ -113,7 +99,26 @@ def test_at_most_running_calls_run_at_once_and_a_waiting_call_lets_the_next_one_
     finally:
         workers.close()
     assert log == ["waiting", 0, 1, 2, "answered"]
-    assert peak[0] == 1  # one call at a time ran Python
+    assert python.peak == 1  # one call at a time ran Python
+
+
+def test_a_call_that_returns_while_waiting_is_counted_once() -> None:
+    workers = Workers(3, "test-workers-f", running=1)
+    python = Concurrency()
+
+    def leaves_waiting() -> None:
+        workers.waiting(True)
+        workers.waiting(True)  # told twice: counted once
+
+    async def main() -> None:
+        await workers.run(leaves_waiting)
+        await asyncio.gather(*(workers.run(python.during, 0.05) for _ in range(3)))
+
+    try:
+        run(main(), limit=10)
+    finally:
+        workers.close()
+    assert python.peak == 1  # the ended wait did not free a second place
 
 
 def test_a_cancelled_caller_goes_on_only_once_the_call_has_ended() -> None:

@@ -172,20 +172,12 @@ class Pump:
         the network pool, the stream's waits on the network let the pool run another call."""
         if record:
             return self._pull_steps(consume, True)
-        pool, waits = self.pools.network, [False]
-
-        def waiting(now: bool) -> None:
-            if now is not waits[0]:
-                waits[0] = now
-                pool.waiting(now)
-
         control = self.stream.control
-        control.waiting = waiting
+        control.waiting = self.pools.network.waiting
         try:
             return self._pull_steps(consume, False)
         finally:
             control.waiting = None
-            waiting(False)
 
     def _pull_steps(self, consume: Consume, record: bool) -> tuple[list[Item], Wait | None]:
         items: list[Item] = []

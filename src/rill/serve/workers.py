@@ -47,7 +47,8 @@ class Workers:
         self.name = name
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._pending: deque[Job] = deque()  # calls not yet handed to a thread
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # In each thread: the loop of the call it runs, and whether that call is waiting.
+        self._call = threading.local()
         self._threads = 0
         self._idle = 0  # threads free for a call that no call has been promised to
         self._busy = 0  # calls handed to a thread, running and not waiting
@@ -68,7 +69,7 @@ class Workers:
         A cancel while it runs is raised once it has returned, not before: the caller may go on
         only when nothing else is being done with what it handed over (a stream's steps are
         pulled by one thread at a time)."""
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((loop, future, function, args))
         self._dispatch()
@@ -91,12 +92,15 @@ class Workers:
 
     def waiting(self, waits: bool) -> None:
         """From a call's thread: the call starts (True) or stops (False) waiting on the network,
-        for as long as that takes; another call may run meanwhile. Each True is followed by a
-        False before the call returns."""
-        loop = self._loop
-        if loop is not None:
-            with suppress(RuntimeError):  # the loop has closed
-                loop.call_soon_threadsafe(self._waits, waits)
+        for as long as that takes; another call may run meanwhile. Telling what was already
+        told changes nothing, and a call that returns while waiting has stopped waiting."""
+        call = self._call
+        loop = getattr(call, "loop", None)
+        if loop is None or waits is call.waits:
+            return
+        call.waits = waits
+        with suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(self._waits, waits)
 
     def _waits(self, waits: bool) -> None:
         self._busy += -1 if waits else 1
@@ -123,11 +127,17 @@ class Workers:
             threading.Thread(target=self._work, name=self.name, daemon=True).start()
 
     def _settle(
-        self, future: asyncio.Future[Any], result: Any, error: BaseException | None
+        self,
+        future: asyncio.Future[Any],
+        result: Any,
+        error: BaseException | None,
+        waited: bool,
     ) -> None:
-        """On the loop: a thread's answer, and that thread is free."""
+        """On the loop: a thread's answer, and that thread is free (``waited``: the call ended
+        waiting, and was no longer counted as running)."""
         self._idle += 1
-        self._busy -= 1
+        if not waited:
+            self._busy -= 1
         self._dispatch()
         if future.done():
             return
@@ -137,19 +147,21 @@ class Workers:
             future.set_result(result)
 
     def _work(self) -> None:
-        jobs = self._jobs
+        jobs, call = self._jobs, self._call
         while True:
             job = jobs.get()
             if job is None:
                 return
             loop, future, function, args = job
             del job
+            call.loop, call.waits = loop, False
             result: Any = None
             error: BaseException | None = None
             try:
                 result = function(*args)
             except BaseException as exc:  # noqa: BLE001 - raised again where the call was made
                 error = exc
+            waited, call.loop = call.waits, None
             with suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                loop.call_soon_threadsafe(self._settle, future, result, error)
+                loop.call_soon_threadsafe(self._settle, future, result, error, waited)
             del loop, future, function, args, result, error
